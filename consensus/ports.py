@@ -1,0 +1,78 @@
+"""The port between Raft and whatever keeps its log: one Protocol, two implementations.
+
+``consensus.memory.MemoryStorage`` (simulated, in-process) and
+``storage.raftlog.LevelDBRaftStorage`` (real, LevelDB) both implement :class:`RaftStorage`.
+
+The read side is what the pure :class:`~consensus.raw_node.RawNode` calls. The write side
+is what the shell calls while honouring a ``Ready``: persist (``persist``), then send, then
+apply, then ``advance``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from consensus.types import ConfState, Entry, HardState, Snapshot
+from ledger.errors import LocalError
+
+
+class CompactedError(LocalError):
+    """The requested index is below the first index still in the log (it was compacted)."""
+
+
+class UnavailableError(LocalError):
+    """The requested index is above the last index in the log."""
+
+
+class SnapshotOutOfDateError(LocalError):
+    """A snapshot older than the one already held was offered."""
+
+
+class RaftStorage(Protocol):
+    # ---- read side, used by the RawNode ----
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        """The persisted hard state and the configuration as of the last persisted entry."""
+        ...
+
+    def entries(self, low: int, high: int, size_bytes_max: int) -> list[Entry]:
+        """Entries in ``[low, high)``, at least one, stopping before ``size_bytes_max`` of
+        data is exceeded. Raises CompactedError / UnavailableError out of range."""
+        ...
+
+    def term(self, index: int) -> int:
+        """Term of the entry at ``index``; valid for ``first_index() - 1 <= index <=
+        last_index()`` (the entry just before the first is the snapshot's)."""
+        ...
+
+    def first_index(self) -> int:
+        """Index of the first entry still available (snapshot index + 1)."""
+        ...
+
+    def last_index(self) -> int:
+        ...
+
+    def snapshot(self) -> Snapshot:
+        """The most recent snapshot (may be empty)."""
+        ...
+
+    # ---- write side, used by the shell ----
+    def persist(
+        self,
+        *,
+        hard_state: HardState | None,
+        entries: Sequence[Entry],
+        snapshot: Snapshot | None,
+        sync: bool,
+    ) -> None:
+        """Durably record a Ready in one atomic write: the snapshot (if any) first, then
+        entries (truncating any conflicting suffix), then the hard state."""
+        ...
+
+    def compact(self, index: int) -> None:
+        """Discard entries up to and including ``index`` (must be applied already)."""
+        ...
+
+    def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
+        """Record a snapshot of application state as of ``index``."""
+        ...
