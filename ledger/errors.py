@@ -22,7 +22,21 @@ class RemoteError(MedledgerError):
 
 
 class DecodeError(RemoteError):
-    """Bytes that are not the one canonical encoding of a valid value."""
+    """Bytes that are not the one canonical encoding of a valid value.
+
+    ``path`` names the offending field (``Transaction.body.lines[3].charge``) and ``reason``
+    says what is wrong with it.
+    """
+
+    def __init__(self, reason: str, path: str = "") -> None:
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.reason = reason
+        self.path = path
+
+    def within(self, part: str) -> DecodeError:
+        """The same error seen from the enclosing value: ``part`` is prefixed to the path
+        (``.field``, ``[index]`` or a type name)."""
+        return DecodeError(self.reason, part + self.path)
 
 
 class ValidationError(RemoteError):

@@ -1,0 +1,167 @@
+"""Blocks: a signed header and the raw transactions it orders.
+
+The block hash is SHA-256 of the canonical header encoding. The proposer (the Raft
+leader) signs the header under the ``medledger/block/v1`` domain; the chain id is in the
+header, so a block signature is valid for one chain only.
+
+Results and state are computed when a block is applied, after Raft commits it, and the
+leader may have several blocks in flight (pipelining). A header therefore commits to the
+results and state of an *earlier* block, the latest one its proposer had applied:
+``state_height`` names it, ``results_root`` and ``state_root`` are that block's. Every node
+checks them against what it computed itself, so a node whose state diverged notices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ledger import limits
+from ledger.codec import Bytes, Identifier, ListOf, Nested, Struct, UInt, decode
+from ledger.crypto import (
+    DOMAIN_BLOCK,
+    HASH_SIZE,
+    PUBLIC_KEY_SIZE,
+    SIGNATURE_SIZE,
+    SigningKey,
+    verify,
+)
+from ledger.errors import DecodeError
+from ledger.merkle import EMPTY_ROOT, merkle_root
+from ledger.tx import CHAIN_ID_LENGTH_MAX
+
+BLOCK_VERSION = 1
+ZERO_HASH = bytes(HASH_SIZE)
+
+_sha256 = hashlib.sha256
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader(Struct):
+    version: int
+    chain_id: str
+    height: int
+    previous_hash: bytes
+    timestamp_ms: int
+    tx_count: int
+    tx_root: bytes
+    state_height: int
+    results_root: bytes
+    state_root: bytes
+    raft_term: int
+    raft_index: int
+    proposer: bytes
+
+    SCHEMA = (
+        ("version", UInt(minimum=BLOCK_VERSION, maximum=BLOCK_VERSION)),
+        ("chain_id", Identifier(CHAIN_ID_LENGTH_MAX)),
+        ("height", UInt()),
+        ("previous_hash", Bytes(HASH_SIZE)),
+        ("timestamp_ms", UInt()),
+        ("tx_count", UInt(maximum=limits.BLOCK_TXS_MAX)),
+        ("tx_root", Bytes(HASH_SIZE)),
+        ("state_height", UInt()),
+        ("results_root", Bytes(HASH_SIZE)),
+        ("state_root", Bytes(HASH_SIZE)),
+        ("raft_term", UInt()),
+        ("raft_index", UInt()),
+        ("proposer", Bytes(PUBLIC_KEY_SIZE)),
+    )
+
+    @property
+    def hash(self) -> bytes:
+        return _sha256(self.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Block(Struct):
+    header: BlockHeader
+    signature: bytes
+    txs: tuple[bytes, ...]
+
+    SCHEMA = (
+        ("header", Nested(BlockHeader)),
+        ("signature", Bytes(SIGNATURE_SIZE)),
+        ("txs", ListOf(Bytes(maximum=limits.TX_SIZE_BYTES_MAX), maximum=limits.BLOCK_TXS_MAX)),
+    )
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+    def tx_ids(self) -> list[bytes]:
+        return [_sha256(raw).digest() for raw in self.txs]
+
+
+def tx_root(tx_ids: Sequence[bytes]) -> bytes:
+    return merkle_root(tx_ids)
+
+
+def result_leaf(tx_id: bytes, code: int) -> bytes:
+    return tx_id + code.to_bytes(2, "big")
+
+
+def results_root(tx_ids: Sequence[bytes], codes: Sequence[int]) -> bytes:
+    assert len(tx_ids) == len(codes)
+    leaves = [result_leaf(tx_id, code) for tx_id, code in zip(tx_ids, codes, strict=True)]
+    return merkle_root(leaves)
+
+
+def next_state_root(previous_state_root: bytes, state_writes_digest: bytes) -> bytes:
+    """Rolling commitment to the state: each block folds in the digest of its writes."""
+    return _sha256(b"medledger/state/v1\x00" + previous_state_root + state_writes_digest).digest()
+
+
+GENESIS_STATE_ROOT = ZERO_HASH
+GENESIS_RESULTS_ROOT = EMPTY_ROOT
+
+
+def make_block(
+    key: SigningKey,
+    *,
+    chain_id: str,
+    height: int,
+    previous_hash: bytes,
+    timestamp_ms: int,
+    txs: Sequence[bytes],
+    state_height: int,
+    results_root: bytes,
+    state_root: bytes,
+    raft_term: int,
+    raft_index: int,
+) -> Block:
+    header = BlockHeader(
+        version=BLOCK_VERSION,
+        chain_id=chain_id,
+        height=height,
+        previous_hash=previous_hash,
+        timestamp_ms=timestamp_ms,
+        tx_count=len(txs),
+        tx_root=tx_root([_sha256(raw).digest() for raw in txs]),
+        state_height=state_height,
+        results_root=results_root,
+        state_root=state_root,
+        raft_term=raft_term,
+        raft_index=raft_index,
+        proposer=key.public_key,
+    )
+    signature = key.sign(DOMAIN_BLOCK, header.encode())
+    return Block(header=header, signature=signature, txs=tuple(txs))
+
+
+def decode_block(data: bytes, *, chain_id: str) -> Block:
+    """Strictly decode a block and check everything that needs no state: chain id, tx count,
+    tx root and the proposer's signature. Whether the proposer may propose, and whether the
+    block extends the chain, is for the caller (it knows the validator set and the head)."""
+    block = decode(Block, data, size_bytes_max=limits.BLOB_SIZE_BYTES_MAX)
+    header = block.header
+    if header.chain_id != chain_id:
+        raise DecodeError(f"Block: chain id {header.chain_id!r} is not {chain_id!r}")
+    if header.tx_count != len(block.txs):
+        raise DecodeError(f"Block: tx_count {header.tx_count} but {len(block.txs)} txs")
+    if tx_root(block.tx_ids()) != header.tx_root:
+        raise DecodeError("Block: tx_root does not match the transactions")
+    if not verify(DOMAIN_BLOCK, header.proposer, header.encode(), block.signature):
+        raise DecodeError("Block: proposer signature does not verify")
+    return block
