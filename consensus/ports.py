@@ -76,3 +76,32 @@ class RaftStorage(Protocol):
     def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
         """Record a snapshot of application state as of ``index``."""
         ...
+
+
+class RandomSource(Protocol):
+    """Where Raft draws randomized election timeouts from: a seeded ``random.Random`` in
+    the simulator and tests, any ``random.Random`` in the node."""
+
+    def randrange(self, start: int, stop: int) -> int:
+        """A uniformly chosen integer in ``[start, stop)``."""
+        ...
+
+
+class RaftLogger(Protocol):
+    """The injected logger (a structlog ``BoundLogger`` fits). Raft logs only state
+    transitions (elections, step-downs, configuration and snapshot changes), never per
+    message, so logging costs nothing on the replication path."""
+
+    def info(self, event: str, **fields: object) -> None: ...
+
+    def warning(self, event: str, **fields: object) -> None: ...
+
+
+class NullLogger:
+    """A :class:`RaftLogger` that drops everything."""
+
+    def info(self, event: str, **fields: object) -> None:
+        pass
+
+    def warning(self, event: str, **fields: object) -> None:
+        pass
