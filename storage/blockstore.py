@@ -1,0 +1,499 @@
+"""Blocks, the transaction index, application state and the applied index, in LevelDB.
+
+Blocks are opaque canonical bytes here (their format belongs to ``ledger``). Applying a
+block writes, in ONE batch: the block, its hash -> height entry, one tx-index entry per
+transaction (height, position, result code), the state writes, the head and the applied
+Raft index (and the conf state when the block's entry changed it). A crash at any instant
+leaves the block wholly applied or not at all; applying an applied height again is a
+verified no-op, so restart is idempotent.
+
+Integrity: every value carries a CRC-32 over key and payload (storage/keys.py) checked on
+every read; a mismatch raises :class:`~storage.errors.ValueChecksumError` naming the key and
+the value is never served. Because the block hash is ``ledger``'s (SHA-256 of the header,
+not of the stored bytes), the checksum guards the stored bytes and an optional
+``verify_block(block_hash, block_bytes) -> bool`` hook, given at construction, re-checks a
+block against its hash on every read (:class:`~storage.errors.BlockHashMismatchError`).
+
+Duplicate tx ids: the index maps a tx id to its latest occurrence (within a block, the
+last position). ``ledger`` refuses a tx whose id is already on chain (``DUPLICATE``) before
+it enters a block, so this only matters for a byzantine proposer's block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import plyvel
+
+from consensus.types import ConfState
+from ledger import limits
+from storage import keys
+from storage.database import Database, read_error, undecodable
+from storage.errors import BlockConflictError, BlockHashMismatchError, CorruptionError
+
+if TYPE_CHECKING:
+    from storage.statesync import StateChunk, StateImport
+
+# The first block of a chain (genesis). An empty store accepts only this height first
+# (or any height after a state import).
+GENESIS_HEIGHT = 0
+
+# A state key is a short path of identifiers and hashes (ledger caps identifiers at 128
+# characters); the cap bounds LevelDB keys and state-sync items.
+STATE_KEY_BYTES_MAX = 1024
+
+# A state value is one record derived from transactions (each at most 64 KiB); 1 MiB
+# leaves room for aggregates and bounds one state-sync item.
+STATE_VALUE_BYTES_MAX = 1024 * 1024
+
+# State writes in one apply batch: the batch is built in memory (Python and LevelDB each
+# hold a copy), so ~16 writes per tx of the largest block, at ~300 B each, is ~500 MB.
+STATE_WRITES_PER_BATCH_MAX = 16 * limits.BLOCK_TXS_MAX
+
+# Blocks returned by one range read, whatever their size: bounds the Python objects one
+# sync request can make us build.
+RANGE_BLOCKS_MAX = 1024
+
+# Items returned by one state page read.
+STATE_PAGE_ITEMS_MAX = 4096
+
+_TX_LOCATION = struct.Struct(">QII")  # height, position, result
+_TX_LOCATION_TAIL = struct.Struct(">II")  # position, result
+_HEAD = struct.Struct(">Q32s")
+_crc32 = zlib.crc32
+_pack_u32 = keys.pack_u32
+_pack_u64 = keys.pack_u64
+
+STATE_DIGEST_DOMAIN = b"medledger/state-digest/v1\x00"
+_ITEM_LENGTHS = struct.Struct(">II")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    height: int
+    block_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    height: int
+    block_hash: bytes
+    block_bytes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TxLocation:
+    """Where a transaction landed: block height, position in the block, result code."""
+
+    height: int
+    position: int
+    result: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatePage:
+    items: list[tuple[bytes, bytes]]
+    # The key to start the next page at, or None when the range is exhausted.
+    next_key: bytes | None
+
+
+def state_digest_update(hasher: Any, items: Sequence[tuple[bytes, bytes]]) -> None:
+    """Fold items into a state digest: each is len(key) u32, len(value) u32, key, value."""
+    pack = _ITEM_LENGTHS.pack
+    hasher.update(
+        b"".join(pack(len(key), len(value)) + key + value for key, value in items)
+    )
+
+
+def new_state_digest() -> Any:
+    return hashlib.sha256(STATE_DIGEST_DOMAIN)
+
+
+class BlockStore:
+    """Block, tx-index and state reads and the atomic apply writes."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        verify_block: Callable[[bytes, bytes], bool] | None = None,
+    ) -> None:
+        self._database = database
+        self._db = database.db
+        self._verify_block = verify_block
+        self._head: ChainHead | None = None
+        payload = database.get(keys.META_HEAD_KEY)
+        if payload is not None:
+            if len(payload) != _HEAD.size:
+                raise undecodable(keys.META_HEAD_KEY, f"{len(payload)} bytes, expected 40")
+            height, block_hash = _HEAD.unpack(payload)
+            self._head = ChainHead(height, block_hash)
+        generation = database.get(keys.META_STATE_GENERATION_KEY)
+        if generation not in keys.STATE_GENERATIONS:
+            raise undecodable(keys.META_STATE_GENERATION_KEY, f"{generation!r}")
+        assert generation is not None
+        self._generation = generation
+        self._state_prefix = keys.state_prefix(generation)
+        self.active_import: StateImport | None = None
+        if self.interrupted_import() is None:
+            self._clear_generation(self.staging_generation)
+
+    # ------------------------------------------------------------------ chain meta
+
+    @property
+    def chain_id(self) -> str:
+        return self._database.chain_id
+
+    def head(self) -> ChainHead | None:
+        """Height and hash of the last applied block (None before genesis)."""
+        return self._head
+
+    def applied_index(self) -> int:
+        """The last Raft index applied (a block or an entry without one)."""
+        return self._database.applied_index
+
+    # ------------------------------------------------------------------ writes
+
+    def apply_block(
+        self,
+        *,
+        height: int,
+        block_hash: bytes,
+        block_bytes: bytes,
+        tx_ids: Sequence[bytes],
+        tx_results: Sequence[int],
+        state_writes: Mapping[bytes, bytes | None],
+        applied_index: int,
+        conf_state: ConfState | None = None,
+        sync: bool = True,
+    ) -> bool:
+        """Apply one block atomically (see the module docstring). ``state_writes`` maps
+        app keys to new values, None deleting. Returns False, writing nothing, when the
+        height is already applied with this hash; a different hash raises
+        BlockConflictError. Heights must follow the head (an assertion)."""
+        assert len(block_hash) == keys.HASH_SIZE, "block hash is SHA-256"
+        assert len(tx_ids) == len(tx_results), "one result per transaction"
+        assert len(tx_ids) <= limits.BLOCK_TXS_MAX
+        assert len(block_bytes) <= limits.BLOB_SIZE_BYTES_MAX
+        assert len(state_writes) <= STATE_WRITES_PER_BATCH_MAX
+        head = self._head
+        if head is not None and height <= head.height:
+            return self._check_reapplied(height, block_hash)
+        expected_height = GENESIS_HEIGHT if head is None else head.height + 1
+        assert height == expected_height, (
+            f"block {height} does not follow the head {expected_height - 1}: "
+            "blocks are applied in order"
+        )
+        database = self._database
+        assert applied_index > database.applied_index, (
+            f"applied index {applied_index} does not advance past {database.applied_index}"
+        )
+        if tx_ids:
+            assert min(map(len, tx_ids)) == max(map(len, tx_ids)) == keys.TX_ID_SIZE
+        if state_writes:
+            assert max(map(len, state_writes)) <= STATE_KEY_BYTES_MAX
+            assert (
+                max(map(len, filter(None, state_writes.values())), default=0)
+                <= STATE_VALUE_BYTES_MAX
+            )
+
+        batch = database.batch(sync=sync)
+        put = batch.put
+        crc32 = _crc32
+        pack_u32 = _pack_u32
+        height_bytes = _pack_u64(height)
+
+        key = keys.BLOCK_PREFIX + height_bytes
+        put(key, pack_u32(crc32(block_bytes, crc32(block_hash, crc32(key)))) + block_hash
+            + block_bytes)
+        key = keys.BLOCK_HASH_PREFIX + block_hash
+        put(key, pack_u32(crc32(height_bytes, crc32(key))) + height_bytes)
+
+        tx_prefix = keys.TX_PREFIX
+        pack_tail = _TX_LOCATION_TAIL.pack
+        for position, tx_id, result in zip(range(len(tx_ids)), tx_ids, tx_results, strict=True):
+            key = tx_prefix + tx_id
+            payload = height_bytes + pack_tail(position, result)
+            put(key, pack_u32(crc32(payload, crc32(key))) + payload)
+
+        self._add_state_writes(batch, state_writes)
+
+        new_head = ChainHead(height, block_hash)
+        conf_written = self._add_progress(batch, new_head, applied_index, conf_state)
+        database.write(batch, f"applying block {height}")
+        self._head = new_head
+        self._committed(applied_index, conf_state if conf_written else None)
+        return True
+
+    def record_applied_index(
+        self, index: int, *, conf_state: ConfState | None = None, sync: bool = True
+    ) -> bool:
+        """Record a Raft entry applied that carries no block (a no-op, a conf change: pass
+        its resulting ``conf_state``). Returns False, writing nothing, if ``index`` is
+        already applied."""
+        database = self._database
+        if index <= database.applied_index:
+            return False
+        batch = database.batch(sync=sync)
+        conf_written = self._add_progress(batch, None, index, conf_state)
+        database.write(batch, f"recording applied index {index}")
+        self._committed(index, conf_state if conf_written else None)
+        return True
+
+    # ------------------------------------------------------------------ block reads
+
+    def block(self, height: int) -> StoredBlock | None:
+        key = keys.block_key(height)
+        try:
+            value = self._db.get(key, verify_checksums=True)
+        except plyvel.Error as error:
+            raise read_error(key, error) from None
+        if value is None:
+            return None
+        return self._decode_block(key, height, value)
+
+    def block_by_hash(self, block_hash: bytes) -> StoredBlock | None:
+        payload = self._database.get(keys.block_hash_key(block_hash))
+        if payload is None:
+            return None
+        height = self._decode_u64(keys.block_hash_key(block_hash), payload)
+        block = self.block(height)
+        if block is None or block.block_hash != block_hash:
+            raise CorruptionError(
+                f"{keys.describe_key(keys.block_hash_key(block_hash))} points at height "
+                f"{height}, which holds {'no block' if block is None else 'another block'}"
+            )
+        return block
+
+    def blocks(
+        self, first_height: int, last_height: int, *, size_bytes_max: int
+    ) -> list[StoredBlock]:
+        """Blocks ``first_height ..= last_height`` in order: at least the first (if
+        stored), then more while their total size stays within ``size_bytes_max``, at
+        most RANGE_BLOCKS_MAX; stops early at the first missing height."""
+        assert first_height <= last_height
+        result: list[StoredBlock] = []
+        total_bytes = 0
+        expected = first_height
+        stop_height = min(last_height, first_height + RANGE_BLOCKS_MAX - 1)
+        iterator = self._db.iterator(
+            start=keys.block_key(first_height),
+            stop=keys.block_key(stop_height + 1),
+            verify_checksums=True,
+        )
+        key = keys.block_key(first_height)
+        try:
+            with iterator:
+                for key, value in iterator:
+                    height = keys.U64.unpack_from(key, 1)[0]
+                    if height != expected:
+                        break
+                    block = self._decode_block(key, height, value)
+                    total_bytes += len(block.block_bytes)
+                    if result and total_bytes > size_bytes_max:
+                        break
+                    result.append(block)
+                    expected += 1
+        except plyvel.Error as error:
+            raise read_error(key, error) from None
+        return result
+
+    def transaction(self, tx_id: bytes) -> TxLocation | None:
+        key = keys.tx_key(tx_id)
+        payload = self._database.get(key)
+        if payload is None:
+            return None
+        if len(payload) != _TX_LOCATION.size:
+            raise undecodable(key, f"{len(payload)} bytes, expected {_TX_LOCATION.size}")
+        return TxLocation(*_TX_LOCATION.unpack(payload))
+
+    def transaction_block(self, tx_id: bytes) -> tuple[TxLocation, StoredBlock] | None:
+        """The transaction's location and the block holding it."""
+        location = self.transaction(tx_id)
+        if location is None:
+            return None
+        block = self.block(location.height)
+        if block is None:
+            raise CorruptionError(
+                f"{keys.describe_key(keys.tx_key(tx_id))} points at block {location.height}, "
+                "which is not stored"
+            )
+        return location, block
+
+    # ------------------------------------------------------------------ state reads
+
+    def state_get(self, key: bytes) -> bytes | None:
+        return self._database.get(self._state_prefix + key)
+
+    def state_page(
+        self,
+        prefix: bytes = b"",
+        *,
+        start: bytes | None = None,
+        items_max: int = STATE_PAGE_ITEMS_MAX,
+        size_bytes_max: int = 1024 * 1024,
+    ) -> StatePage:
+        """State items whose key starts with ``prefix``, from ``start`` (a full key,
+        inclusive; default the prefix itself), in key order: at least one if any, at
+        most ``items_max``, stopping before ``size_bytes_max`` of keys and values is
+        exceeded. ``next_key`` continues the iteration."""
+        assert 0 < items_max <= STATE_PAGE_ITEMS_MAX
+        base = self._state_prefix
+        begin = base + (prefix if start is None else start)
+        assert begin.startswith(base + prefix), "start must lie inside the prefix"
+        items: list[tuple[bytes, bytes]] = []
+        total_bytes = 0
+        strip = len(base)
+        for key, value in self._database.iterate(
+            start=begin, stop=keys.prefix_end(base + prefix)
+        ):
+            app_key = key[strip:]
+            total_bytes += len(app_key) + len(value)
+            if len(items) == items_max or (items and total_bytes > size_bytes_max):
+                return StatePage(items, app_key)
+            items.append((app_key, value))
+        return StatePage(items, None)
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every state item in key order, from one consistent LevelDB view."""
+        strip = len(self._state_prefix)
+        for key, value in self._database.iterate(
+            start=self._state_prefix, stop=keys.prefix_end(self._state_prefix)
+        ):
+            yield key[strip:], value
+
+    def state_digest(self) -> bytes:
+        """SHA-256 over every state item in key order (framing: STATE_DIGEST_DOMAIN, then
+        per item len(key) u32, len(value) u32, key, value). Equal states, equal digests."""
+        hasher = new_state_digest()
+        pending: list[tuple[bytes, bytes]] = []
+        for item in self.state_items():
+            pending.append(item)
+            if len(pending) == STATE_PAGE_ITEMS_MAX:
+                state_digest_update(hasher, pending)
+                pending.clear()
+        state_digest_update(hasher, pending)
+        return bytes(hasher.digest())
+
+    # ------------------------------------------------------------------ state sync
+
+    def export_state(self, chunk_bytes_max: int) -> Iterator[StateChunk]:
+        """The application state in bounded chunks from one consistent view; see
+        storage/statesync.py."""
+        from storage.statesync import export_state
+
+        return export_state(self, chunk_bytes_max)
+
+    def import_state_begin(
+        self, *, height: int, block_hash: bytes, applied_index: int
+    ) -> StateImport:
+        """Start replacing the state with a peer's as of ``height``; see
+        storage/statesync.py."""
+        from storage.statesync import StateImport
+
+        return StateImport.begin(
+            self, height=height, block_hash=block_hash, applied_index=applied_index
+        )
+
+    def interrupted_import(self) -> tuple[int, bytes, int, int] | None:
+        """(height, block hash, applied index, chunks written) of a state import that a
+        crash or an abandoned import left unfinished, or None."""
+        payload = self._database.get(keys.META_IMPORT_KEY)
+        if payload is None:
+            return None
+        from storage.statesync import decode_import_marker
+
+        return decode_import_marker(payload)
+
+    # ------------------------------------------------------------------ internals
+
+    @property
+    def database(self) -> Database:
+        return self._database
+
+    @property
+    def staging_generation(self) -> bytes:
+        first, second = keys.STATE_GENERATIONS
+        return second if self._generation == first else first
+
+    def _switch_generation(self, generation: bytes) -> None:
+        self._generation = generation
+        self._state_prefix = keys.state_prefix(generation)
+
+    def _clear_generation(self, generation: bytes) -> None:
+        prefix = keys.state_prefix(generation)
+        self._database.clear_range(prefix, keys.prefix_end(prefix), "an old state generation")
+
+    def _add_state_writes(self, batch: Any, state_writes: Mapping[bytes, bytes | None]) -> None:
+        put = batch.put
+        delete = batch.delete
+        crc32 = _crc32
+        pack_u32 = _pack_u32
+        prefix = self._state_prefix
+        for app_key, value in state_writes.items():
+            key = prefix + app_key
+            if value is None:
+                delete(key)
+            else:
+                put(key, pack_u32(crc32(value, crc32(key))) + value)
+
+    def _add_progress(
+        self,
+        batch: Any,
+        head: ChainHead | None,
+        applied_index: int,
+        conf_state: ConfState | None,
+    ) -> bool:
+        if head is not None:
+            batch.put(
+                keys.META_HEAD_KEY,
+                keys.seal(keys.META_HEAD_KEY, _HEAD.pack(head.height, head.block_hash)),
+            )
+        batch.put(
+            keys.META_APPLIED_KEY, keys.seal(keys.META_APPLIED_KEY, _pack_u64(applied_index))
+        )
+        if conf_state is None:
+            return False
+        return self._database.put_conf_state(batch, applied_index, conf_state)
+
+    def _committed(self, applied_index: int, conf_state: ConfState | None) -> None:
+        self._database.applied_index = applied_index
+        if conf_state is not None:
+            self._database.conf_state_written(applied_index, conf_state)
+
+    def _set_imported_head(self, head: ChainHead, applied_index: int) -> None:
+        self._head = head
+        self._database.applied_index = applied_index
+
+    def _check_reapplied(self, height: int, block_hash: bytes) -> bool:
+        key = keys.block_key(height)
+        payload = self._database.get(key)
+        if payload is None:
+            return False  # below a state import's height: its effects are in the state
+        stored_hash = payload[: keys.HASH_SIZE]
+        if stored_hash != block_hash:
+            raise BlockConflictError(
+                f"block {height} is already stored with hash 0x{stored_hash.hex()}, "
+                f"not 0x{block_hash.hex()}"
+            )
+        return False
+
+    def _decode_block(self, key: bytes, height: int, value: bytes) -> StoredBlock:
+        payload = keys.unseal(key, value)
+        if len(payload) < keys.HASH_SIZE:
+            raise undecodable(key, "shorter than a hash")
+        block_hash = payload[: keys.HASH_SIZE]
+        block_bytes = payload[keys.HASH_SIZE :]
+        if self._verify_block is not None and not self._verify_block(block_hash, block_bytes):
+            raise BlockHashMismatchError(key, keys.describe_key(key))
+        return StoredBlock(height, block_hash, block_bytes)
+
+    def _decode_u64(self, key: bytes, payload: bytes) -> int:
+        if len(payload) != keys.U64.size:
+            raise undecodable(key, f"{len(payload)} bytes, expected 8")
+        return int(keys.U64.unpack(payload)[0])

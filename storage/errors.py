@@ -1,0 +1,59 @@
+"""Storage's operating errors, under ledger.errors' one root.
+
+Local causes (our disk, our data directory) are :class:`StorageError`s; a stored value that
+fails its checksum is a :class:`CorruptionError` and names the key. Bytes a peer sent us
+for state sync that do not add up are a :class:`RemoteError`.
+"""
+
+from __future__ import annotations
+
+from ledger.errors import CorruptionError, RemoteError, StorageError
+
+__all__ = [
+    "BlockConflictError",
+    "BlockHashMismatchError",
+    "ChainMismatchError",
+    "CorruptionError",
+    "DataDirectoryInUseError",
+    "SchemaMismatchError",
+    "StateChunkError",
+    "StorageError",
+    "ValueChecksumError",
+]
+
+
+class DataDirectoryInUseError(StorageError):
+    """Another process (or another open Store in this one) holds the LevelDB lock."""
+
+
+class SchemaMismatchError(StorageError):
+    """The database was written by a different schema version, or is not ours at all."""
+
+
+class ChainMismatchError(StorageError):
+    """The database belongs to a different chain id than the node is configured for."""
+
+
+class BlockConflictError(StorageError):
+    """A different block is already stored at this height: the chain forked under us or
+    our data directory is not the one we think it is. Never resolved automatically."""
+
+
+class ValueChecksumError(CorruptionError):
+    """A stored value's checksum does not match: it is never served."""
+
+    def __init__(self, key: bytes, description: str) -> None:
+        super().__init__(f"stored value fails its checksum: {description}")
+        self.key = key
+
+
+class BlockHashMismatchError(CorruptionError):
+    """A stored block's bytes do not match its hash (the caller's ``verify_block`` said no)."""
+
+    def __init__(self, key: bytes, description: str) -> None:
+        super().__init__(f"stored block does not match its hash: {description}")
+        self.key = key
+
+
+class StateChunkError(RemoteError):
+    """A state-sync chunk from a peer is out of order or its running digest is wrong."""

@@ -1,0 +1,441 @@
+"""The Raft log, hard state and snapshots in LevelDB: the real ``RaftStorage``.
+
+Semantics follow etcd's ``MemoryStorage``: the log holds entries ``start+1 .. last``
+where ``start`` is the snapshot or compaction point and its term is kept (``term(start)``
+answers); reads below it raise :class:`CompactedError`, above ``last`` raise
+:class:`UnavailableError`.
+
+What is on disk (storage/keys.py): the entries by index, and three small records written
+in the same batch as any change to them — the hard state, the log bounds
+``(start, start term, last)`` and the *term runs* ``[(first index, term), ...]``. So
+opening reads three records and never scans the log, and ``term()``, ``first_index()`` and
+``last_index()`` are answered from memory.
+
+Entries below ``start`` may still exist physically for a while (after ``compact`` or after
+installing a snapshot): they are deleted in bounded batches right after, and again on open
+if a crash interrupted that. Entries above ``last`` never exist: a truncated suffix is
+deleted in the same batch that truncates it.
+
+Single writer: ``persist``, ``compact``, ``create_snapshot`` and the reads the RawNode
+makes all come from the node's Raft driver, one call at a time.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import Any
+
+from consensus.ports import CompactedError, SnapshotOutOfDateError, UnavailableError
+from consensus.types import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata
+from ledger import limits
+from ledger.codec import decode
+from ledger.errors import CorruptionError, DecodeError
+from storage import keys
+from storage.database import Database
+
+_HARD_STATE = struct.Struct(">QQQ")
+_LOG_BOUNDS = struct.Struct(">QQQ")
+_TERM_RUN = struct.Struct(">QQ")
+_ENTRY_HEADER = struct.Struct(">QB")
+_ENTRY_TYPES = {int(member): member for member in EntryType}
+
+
+class TermRuns:
+    """Terms of consecutive log entries as runs: ``firsts[i]`` is the first index whose
+    term is ``terms[i]``; firsts and terms strictly increase. One run per term in the log,
+    so it stays tiny."""
+
+    __slots__ = ("firsts", "terms")
+
+    def __init__(self, firsts: list[int] | None = None, terms: list[int] | None = None) -> None:
+        self.firsts = firsts if firsts is not None else []
+        self.terms = terms if terms is not None else []
+
+    def copy(self) -> TermRuns:
+        return TermRuns(list(self.firsts), list(self.terms))
+
+    def term(self, index: int) -> int:
+        position = bisect_right(self.firsts, index) - 1
+        assert position >= 0, f"no term run covers index {index}"
+        return self.terms[position]
+
+    def append(self, index: int, term: int) -> None:
+        """Record that the entry at ``index`` (the new last) has ``term``."""
+        if self.terms and self.terms[-1] == term:
+            return
+        assert not self.terms or self.terms[-1] < term, "terms must not decrease"
+        assert not self.firsts or self.firsts[-1] < index
+        self.firsts.append(index)
+        self.terms.append(term)
+
+    def truncate_after(self, index: int) -> None:
+        """Forget entries above ``index``."""
+        keep = bisect_right(self.firsts, index)
+        del self.firsts[keep:], self.terms[keep:]
+
+    def drop_through(self, index: int) -> None:
+        """Forget entries up to and including ``index``."""
+        position = bisect_right(self.firsts, index + 1) - 1
+        if position < 0:
+            return
+        del self.firsts[:position], self.terms[:position]
+        self.firsts[0] = max(self.firsts[0], index + 1)
+
+    def encode(self) -> bytes:
+        return b"".join(
+            _TERM_RUN.pack(first, term) for first, term in zip(self.firsts, self.terms, strict=True)
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes) -> TermRuns:
+        if len(payload) % _TERM_RUN.size:
+            raise CorruptionError(
+                f"stored value does not decode: {keys.describe_key(keys.RAFT_TERM_RUNS_KEY)}: "
+                f"{len(payload)} bytes is not a whole number of runs"
+            )
+        runs = cls()
+        for first, term in _TERM_RUN.iter_unpack(payload):
+            runs.firsts.append(first)
+            runs.terms.append(term)
+        return runs
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, TermRuns)
+            and self.firsts == other.firsts
+            and self.terms == other.terms
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def encode_entry_value(key: bytes, entry: Entry) -> bytes:
+    return keys.seal(key, _ENTRY_HEADER.pack(entry.term, entry.type) + entry.data)
+
+
+def decode_entry(key: bytes, index: int, value: bytes) -> Entry:
+    payload = keys.unseal(key, value)
+    if len(payload) < _ENTRY_HEADER.size:
+        raise CorruptionError(
+            f"stored value does not decode: {keys.describe_key(key)}: too short"
+        )
+    term, type_code = _ENTRY_HEADER.unpack_from(payload)
+    entry_type = _ENTRY_TYPES.get(type_code)
+    if entry_type is None:
+        raise CorruptionError(
+            f"stored value does not decode: {keys.describe_key(key)}: "
+            f"unknown entry type {type_code}"
+        )
+    return Entry(term=term, index=index, type=entry_type, data=payload[_ENTRY_HEADER.size :])
+
+
+class LevelDBRaftStorage:
+    """``consensus.ports.RaftStorage`` over a :class:`~storage.database.Database`."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._db = database.db
+        self._hard_state = HardState()
+        self._start = 0
+        self._start_term = 0
+        self._last = 0
+        self._runs = TermRuns()
+        self._snapshot_metadata = SnapshotMetadata()
+        self._load()
+        # Lowest entry key physically present; below ``_start + 1`` it is garbage.
+        self._physical_first = self._find_physical_first()
+        self._collect_garbage()
+
+    # ------------------------------------------------------------------ read side
+
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        """The persisted hard state, and the configuration as recorded last (by a snapshot,
+        ``create_snapshot`` or ``set_conf_state`` after applying a conf change)."""
+        return self._hard_state, self._database.conf_state
+
+    def entries(self, low: int, high: int, size_bytes_max: int) -> list[Entry]:
+        """Entries in ``[low, high)``; at least one; more only while the total of their
+        ``data`` lengths stays within ``size_bytes_max``."""
+        assert low < high, f"empty or inverted range [{low}, {high})"
+        if low <= self._start:
+            raise CompactedError(f"entry {low} is compacted (first index {self._start + 1})")
+        if high > self._last + 1:
+            raise UnavailableError(f"entry {high - 1} is beyond the last index {self._last}")
+        result: list[Entry] = []
+        total_bytes = 0
+        expected = low
+        runs_term = self._runs.term
+        iterator = self._db.iterator(
+            start=keys.entry_key(low), stop=keys.entry_key(high), verify_checksums=True
+        )
+        with iterator:
+            for key, value in iterator:
+                index = keys.U64.unpack_from(key, 1)[0]
+                if index != expected:
+                    raise CorruptionError(f"raft entry {expected} is missing from the log")
+                entry = decode_entry(key, index, value)
+                if entry.term != runs_term(index):
+                    raise CorruptionError(
+                        f"raft entry {index} has term {entry.term} but the term runs say "
+                        f"{runs_term(index)}"
+                    )
+                total_bytes += len(entry.data)
+                if result and total_bytes > size_bytes_max:
+                    break
+                result.append(entry)
+                expected += 1
+        if not result or (expected < high and total_bytes <= size_bytes_max):
+            raise CorruptionError(f"raft entry {expected} is missing from the log")
+        return result
+
+    def term(self, index: int) -> int:
+        if index < self._start:
+            raise CompactedError(f"entry {index} is compacted (first index {self._start + 1})")
+        if index > self._last:
+            raise UnavailableError(f"entry {index} is beyond the last index {self._last}")
+        if index == self._start:
+            return self._start_term
+        return self._runs.term(index)
+
+    def first_index(self) -> int:
+        return self._start + 1
+
+    def last_index(self) -> int:
+        return self._last
+
+    def snapshot(self) -> Snapshot:
+        payload = self._database.get(keys.RAFT_SNAPSHOT_KEY)
+        if payload is None:
+            return Snapshot()
+        return _decode_snapshot(payload)
+
+    # ------------------------------------------------------------------ write side
+
+    def persist(
+        self,
+        *,
+        hard_state: HardState | None,
+        entries: Sequence[Entry],
+        snapshot: Snapshot | None,
+        sync: bool,
+    ) -> None:
+        """One atomic batch: the snapshot (replacing the whole log, as etcd's
+        ``ApplySnapshot``), then the entries (replacing any suffix from the first new
+        index on), then the hard state."""
+        start, start_term, last = self._start, self._start_term, self._last
+        runs = self._runs
+        batch = self._database.batch(sync=sync)
+        conf_update: tuple[int, ConfState] | None = None
+        snapshot_metadata = self._snapshot_metadata
+
+        if snapshot is not None and not snapshot.is_empty:
+            metadata = snapshot.metadata
+            if metadata.index <= snapshot_metadata.index:
+                raise SnapshotOutOfDateError(
+                    f"snapshot at {metadata.index} is not newer than the held one at "
+                    f"{snapshot_metadata.index}"
+                )
+            assert len(snapshot.data) <= limits.BLOB_SIZE_BYTES_MAX
+            for index in range(max(start, metadata.index) + 1, last + 1):
+                batch.delete(keys.entry_key(index))
+            start, start_term, last = metadata.index, metadata.term, metadata.index
+            runs = TermRuns()
+            batch.put(
+                keys.RAFT_SNAPSHOT_KEY, keys.seal(keys.RAFT_SNAPSHOT_KEY, snapshot.encode())
+            )
+            snapshot_metadata = metadata
+            if self._database.put_conf_state(batch, metadata.index, metadata.conf_state):
+                conf_update = (metadata.index, metadata.conf_state)
+
+        if entries:
+            runs, last = self._add_entries(batch, entries, start, start_term, last, runs)
+
+        if hard_state is not None and hard_state != self._hard_state:
+            batch.put(
+                keys.RAFT_HARD_STATE_KEY,
+                keys.seal(
+                    keys.RAFT_HARD_STATE_KEY,
+                    _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit),
+                ),
+            )
+        if (start, start_term, last) != (self._start, self._start_term, self._last):
+            self._put_bounds(batch, start, start_term, last)
+        if runs is not self._runs and runs != self._runs:
+            batch.put(keys.RAFT_TERM_RUNS_KEY, keys.seal(keys.RAFT_TERM_RUNS_KEY, runs.encode()))
+
+        self._database.write(batch, "persisting raft state")
+
+        if hard_state is not None:
+            self._hard_state = hard_state
+        self._start, self._start_term, self._last, self._runs = start, start_term, last, runs
+        self._snapshot_metadata = snapshot_metadata
+        if conf_update is not None:
+            self._database.conf_state_written(*conf_update)
+        if self._physical_first <= self._start:
+            self._collect_garbage()
+
+    def compact(self, index: int) -> None:
+        """Discard entries through ``index``: the new bounds are written first, then the
+        entries are deleted in bounded batches (resumed on open after a crash)."""
+        if index <= self._start:
+            raise CompactedError(f"entry {index} is already compacted (first {self._start + 1})")
+        assert index <= self._last, f"compact({index}) beyond the last index {self._last}"
+        term = self.term(index)
+        runs = self._runs.copy()
+        if index == self._last:
+            runs = TermRuns()
+        else:
+            runs.drop_through(index)
+        batch = self._database.batch(sync=False)
+        self._put_bounds(batch, index, term, self._last)
+        batch.put(keys.RAFT_TERM_RUNS_KEY, keys.seal(keys.RAFT_TERM_RUNS_KEY, runs.encode()))
+        self._database.write(batch, "compacting the raft log")
+        self._start, self._start_term, self._runs = index, term, runs
+        self._collect_garbage()
+
+    def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
+        """Record (synced) a snapshot of application state as of ``index``; also records
+        ``conf_state`` as the configuration unless a newer one is already stored."""
+        if index <= self._snapshot_metadata.index:
+            raise SnapshotOutOfDateError(
+                f"snapshot at {index} is not newer than the held one at "
+                f"{self._snapshot_metadata.index}"
+            )
+        assert index <= self._last, f"snapshot at {index} beyond the last index {self._last}"
+        assert len(data) <= limits.BLOB_SIZE_BYTES_MAX
+        metadata = SnapshotMetadata(index=index, term=self.term(index), conf_state=conf_state)
+        snapshot = Snapshot(metadata=metadata, data=data)
+        batch = self._database.batch(sync=True)
+        batch.put(keys.RAFT_SNAPSHOT_KEY, keys.seal(keys.RAFT_SNAPSHOT_KEY, snapshot.encode()))
+        conf_written = self._database.put_conf_state(batch, index, conf_state)
+        self._database.write(batch, "recording a raft snapshot")
+        self._snapshot_metadata = metadata
+        if conf_written:
+            self._database.conf_state_written(index, conf_state)
+        return snapshot
+
+    def set_conf_state(
+        self, conf_state: ConfState, *, index: int | None = None, sync: bool = True
+    ) -> None:
+        """Record the configuration in effect from Raft index ``index`` on (default: the
+        applied index recorded by the block store). The node calls this, or passes
+        ``conf_state`` to the block store's apply calls so it lands in the apply batch,
+        after applying a conf-change entry. An older index than the stored one is ignored."""
+        if index is None:
+            index = self._database.applied_index
+        batch = self._database.batch(sync=sync)
+        if self._database.put_conf_state(batch, index, conf_state):
+            self._database.write(batch, "recording the conf state")
+            self._database.conf_state_written(index, conf_state)
+
+    # ------------------------------------------------------------------ internals
+
+    def _add_entries(
+        self,
+        batch: Any,
+        entries: Sequence[Entry],
+        start: int,
+        start_term: int,
+        last: int,
+        runs: TermRuns,
+    ) -> tuple[TermRuns, int]:
+        """etcd ``MemoryStorage.Append`` into ``batch``: returns the new runs and last."""
+        first_new = entries[0].index
+        last_new = entries[-1].index
+        assert last_new - first_new + 1 == len(entries), "entries are not contiguous"
+        if last_new <= start:
+            return runs, last  # all already compacted
+        if first_new <= start:
+            entries = entries[start + 1 - first_new :]
+            first_new = start + 1
+        assert first_new <= last + 1, f"missing log entries {last + 1}..{first_new - 1}"
+        put = batch.put
+        delete = batch.delete
+        for index in range(last_new + 1, last + 1):
+            delete(keys.entry_key(index))
+        runs = runs.copy()
+        runs.truncate_after(first_new - 1)
+        previous_term = runs.terms[-1] if runs.terms else start_term
+        expected = first_new
+        for entry in entries:
+            assert entry.index == expected, "entries are not contiguous"
+            assert entry.term >= previous_term, "entry terms must not decrease"
+            key = keys.entry_key(entry.index)
+            put(key, encode_entry_value(key, entry))
+            if entry.term != previous_term or not runs.terms:
+                runs.append(entry.index, entry.term)
+                previous_term = entry.term
+            expected += 1
+        return runs, last_new
+
+    def _put_bounds(self, batch: Any, start: int, start_term: int, last: int) -> None:
+        batch.put(
+            keys.RAFT_LOG_BOUNDS_KEY,
+            keys.seal(keys.RAFT_LOG_BOUNDS_KEY, _LOG_BOUNDS.pack(start, start_term, last)),
+        )
+
+    def _load(self) -> None:
+        database = self._database
+        payload = database.get(keys.RAFT_HARD_STATE_KEY)
+        if payload is not None:
+            _expect_size(keys.RAFT_HARD_STATE_KEY, payload, _HARD_STATE.size)
+            term, vote, commit = _HARD_STATE.unpack(payload)
+            self._hard_state = HardState(term=term, vote=vote, commit=commit)
+        payload = database.get(keys.RAFT_LOG_BOUNDS_KEY)
+        if payload is not None:
+            _expect_size(keys.RAFT_LOG_BOUNDS_KEY, payload, _LOG_BOUNDS.size)
+            self._start, self._start_term, self._last = _LOG_BOUNDS.unpack(payload)
+        payload = database.get(keys.RAFT_TERM_RUNS_KEY)
+        if payload is not None:
+            self._runs = TermRuns.decode(payload)
+        payload = database.get(keys.RAFT_SNAPSHOT_KEY)
+        if payload is not None:
+            self._snapshot_metadata = _decode_snapshot(payload).metadata
+        runs = self._runs
+        consistent = self._start <= self._last and (
+            (self._last == self._start and not runs.firsts)
+            or (bool(runs.firsts) and runs.firsts[0] == self._start + 1
+                and runs.firsts[-1] <= self._last)
+        )
+        if not consistent:
+            raise CorruptionError(
+                f"raft log bounds (start {self._start}, last {self._last}) and term runs "
+                f"{list(zip(runs.firsts, runs.terms, strict=True))} disagree"
+            )
+
+    def _find_physical_first(self) -> int:
+        for key, _ in self._database.iterate(
+            start=keys.ENTRY_PREFIX, stop=keys.prefix_end(keys.ENTRY_PREFIX), include_value=False
+        ):
+            return int(keys.U64.unpack_from(key, 1)[0])
+        return self._last + 1
+
+    def _collect_garbage(self) -> None:
+        """Delete entries below the first index, in bounded batches."""
+        if self._physical_first > self._start:
+            return
+        self._database.clear_range(
+            keys.entry_key(self._physical_first),
+            keys.entry_key(self._start + 1),
+            "compacted raft entries",
+        )
+        self._physical_first = self._start + 1
+
+
+def _expect_size(key: bytes, payload: bytes, size: int) -> None:
+    if len(payload) != size:
+        raise CorruptionError(
+            f"stored value does not decode: {keys.describe_key(key)}: "
+            f"{len(payload)} bytes, expected {size}"
+        )
+
+
+def _decode_snapshot(payload: bytes) -> Snapshot:
+    try:
+        return decode(Snapshot, payload, size_bytes_max=limits.BLOB_SIZE_BYTES_MAX + 4096)
+    except DecodeError as error:
+        raise CorruptionError(
+            f"stored value does not decode: {keys.describe_key(keys.RAFT_SNAPSHOT_KEY)}: {error}"
+        ) from None

@@ -1,0 +1,312 @@
+"""Application state export and import in bounded chunks (InstallSnapshot, state sync).
+
+Export reads one consistent LevelDB snapshot: the head, applied index and every state item
+as of one instant, while the node keeps applying blocks. Each :class:`StateChunk` carries
+the items from ``start_key`` (inclusive) up to ``next_key`` (exclusive), its sequence number
+and the *running* state digest over every item so far (the same framing as
+``BlockStore.state_digest``), so the last chunk's digest is the digest of the whole state
+and a receiver checks each chunk as it arrives. Chunks are ``ledger.codec`` structs: the
+node puts them on the wire as they are.
+
+Import is atomic by *generation swap* (storage/keys.py): state lives under ``s0`` or
+``s1`` and ``m state`` names the live one. ``import_state_begin`` writes a marker
+(``m import``: target height, hash, applied index, chunks written) and clears the other
+generation; each chunk is one batch into that generation (with the marker's progress);
+``finish`` checks the final digest and, in ONE synced batch, switches ``m state``, sets the
+head and applied index and drops the marker. The old generation is then deleted in bounded
+batches (and again on open if a crash interrupted that).
+
+A crash mid-import is detectable (``BlockStore.interrupted_import()`` returns the marker)
+and restartable: calling ``import_state_begin`` again clears the partial staging data and
+starts from the first chunk. It does not resume from the middle (the running SHA-256 state
+cannot be saved); the live state, head and applied index are untouched until ``finish``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import limits
+from ledger.codec import Bool, Bytes, ListOf, Nested, Struct, UInt
+from storage import keys
+from storage.blockstore import (
+    STATE_KEY_BYTES_MAX,
+    STATE_VALUE_BYTES_MAX,
+    BlockStore,
+    ChainHead,
+    new_state_digest,
+    state_digest_update,
+)
+from storage.errors import CorruptionError, StateChunkError
+
+# Items in one chunk: the codec's list cap, so every chunk we export decodes at the peer.
+STATE_CHUNK_ITEMS_MAX = limits.LIST_LENGTH_MAX
+
+_IMPORT_MARKER = struct.Struct(">Q32sQQ")  # height, block hash, applied index, chunks
+
+
+@dataclass(frozen=True, slots=True)
+class StateItem(Struct):
+    key: bytes
+    value: bytes
+
+    SCHEMA = (
+        ("key", Bytes(maximum=STATE_KEY_BYTES_MAX)),
+        ("value", Bytes(maximum=STATE_VALUE_BYTES_MAX)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StateChunk(Struct):
+    """One piece of an exported state, as of block ``height`` / Raft ``applied_index``."""
+
+    height: int
+    block_hash: bytes
+    applied_index: int
+    sequence: int
+    start_key: bytes  # b"" for the first chunk, else the previous chunk's next_key
+    items: tuple[StateItem, ...]
+    next_key: bytes  # first key of the next chunk; b"" when done
+    done: bool
+    digest: bytes  # running state digest over all items up to and including this chunk
+
+    SCHEMA = (
+        ("height", UInt()),
+        ("block_hash", Bytes(keys.HASH_SIZE)),
+        ("applied_index", UInt()),
+        ("sequence", UInt()),
+        ("start_key", Bytes(maximum=STATE_KEY_BYTES_MAX)),
+        ("items", ListOf(Nested(StateItem), maximum=STATE_CHUNK_ITEMS_MAX)),
+        ("next_key", Bytes(maximum=STATE_KEY_BYTES_MAX)),
+        ("done", Bool()),
+        ("digest", Bytes(keys.HASH_SIZE)),
+    )
+
+
+def export_state(store: BlockStore, chunk_bytes_max: int) -> Iterator[StateChunk]:
+    """Chunks of at most ``chunk_bytes_max`` bytes of keys and values (always at least
+    one item, so a single huge item still travels) and at most STATE_CHUNK_ITEMS_MAX
+    items. An empty state is one empty, done chunk."""
+    assert chunk_bytes_max > 0
+    database = store.database
+    snapshot = database.db.snapshot()
+    try:
+        head_payload = _snapshot_get(snapshot, keys.META_HEAD_KEY)
+        assert head_payload is not None, "nothing to export before the genesis block"
+        height = keys.U64.unpack_from(head_payload)[0]
+        block_hash = head_payload[keys.U64.size :]
+        applied_payload = _snapshot_get(snapshot, keys.META_APPLIED_KEY)
+        applied_index = 0 if applied_payload is None else keys.U64.unpack(applied_payload)[0]
+        generation = _snapshot_get(snapshot, keys.META_STATE_GENERATION_KEY)
+        assert generation is not None
+        prefix = keys.state_prefix(generation)
+        strip = len(prefix)
+        hasher = new_state_digest()
+        sequence = 0
+        start_key = b""
+        items: list[tuple[bytes, bytes]] = []
+        size = 0
+
+        def chunk(next_key: bytes, done: bool) -> StateChunk:
+            state_digest_update(hasher, items)
+            return StateChunk(
+                height=height,
+                block_hash=block_hash,
+                applied_index=applied_index,
+                sequence=sequence,
+                start_key=start_key,
+                items=tuple(StateItem(key, value) for key, value in items),
+                next_key=next_key,
+                done=done,
+                digest=hasher.copy().digest(),
+            )
+
+        for key, value in database.iterate(
+            start=prefix, stop=keys.prefix_end(prefix), snapshot=snapshot
+        ):
+            app_key = key[strip:]
+            item_size = len(app_key) + len(value)
+            if items and (
+                size + item_size > chunk_bytes_max or len(items) == STATE_CHUNK_ITEMS_MAX
+            ):
+                yield chunk(app_key, False)
+                sequence += 1
+                start_key = app_key
+                items = []
+                size = 0
+            items.append((app_key, value))
+            size += item_size
+        yield chunk(b"", True)
+    finally:
+        snapshot.close()
+
+
+def _snapshot_get(snapshot: Any, key: bytes) -> bytes | None:
+    value = snapshot.get(key)
+    return None if value is None else keys.unseal(key, value)
+
+
+def decode_import_marker(payload: bytes) -> tuple[int, bytes, int, int]:
+    if len(payload) != _IMPORT_MARKER.size:
+        raise CorruptionError(
+            f"stored value does not decode: {keys.describe_key(keys.META_IMPORT_KEY)}: "
+            f"{len(payload)} bytes, expected {_IMPORT_MARKER.size}"
+        )
+    height, block_hash, applied_index, chunks = _IMPORT_MARKER.unpack(payload)
+    return height, block_hash, applied_index, chunks
+
+
+class StateImport:
+    """Replace the state with chunks from a peer, atomically at :meth:`finish`."""
+
+    def __init__(
+        self, store: BlockStore, *, height: int, block_hash: bytes, applied_index: int
+    ) -> None:
+        # Use BlockStore.import_state_begin().
+        self._store = store
+        self.height = height
+        self.block_hash = block_hash
+        self.applied_index = applied_index
+        self._generation = store.staging_generation
+        self._prefix = keys.state_prefix(self._generation)
+        self._hasher = new_state_digest()
+        self._sequence = 0
+        self._next_key = b""
+        self._done = False
+        self._closed = False
+
+    @classmethod
+    def begin(
+        cls, store: BlockStore, *, height: int, block_hash: bytes, applied_index: int
+    ) -> StateImport:
+        assert store.active_import is None, "one state import at a time"
+        assert len(block_hash) == keys.HASH_SIZE
+        head = store.head()
+        assert head is None or height > head.height, (
+            f"importing state at height {height} would not move past the head {head.height}"
+        )
+        assert applied_index > store.applied_index()
+        importer = cls(store, height=height, block_hash=block_hash, applied_index=applied_index)
+        importer._write_marker(chunks=0, sync=True)
+        store._clear_generation(importer._generation)
+        store.active_import = importer
+        return importer
+
+    @property
+    def chunks_received(self) -> int:
+        return self._sequence
+
+    def add_chunk(self, chunk: StateChunk) -> None:
+        """Check ``chunk`` (target, order, key range, running digest) and stage its items.
+        A bad chunk raises StateChunkError and stages nothing."""
+        assert not self._closed, "import already finished or aborted"
+        self._check_chunk(chunk)
+        hasher = self._hasher.copy()
+        pairs = [(item.key, item.value) for item in chunk.items]
+        state_digest_update(hasher, pairs)
+        if hasher.digest() != chunk.digest:
+            raise StateChunkError(
+                f"state chunk {chunk.sequence}: running digest 0x{chunk.digest.hex()} does "
+                f"not match the items (0x{hasher.hexdigest()})"
+            )
+        database = self._store.database
+        batch = database.batch(sync=False)
+        put = batch.put
+        prefix = self._prefix
+        for app_key, value in pairs:
+            key = prefix + app_key
+            put(key, keys.seal(key, value))
+        self._write_marker(chunks=self._sequence + 1, sync=False, batch=batch)
+        database.write(batch, f"staging state chunk {chunk.sequence}")
+        self._hasher = hasher
+        self._sequence += 1
+        self._next_key = chunk.next_key
+        self._done = chunk.done
+
+    def finish(self, *, expected_digest: bytes | None = None) -> bytes:
+        """Switch to the imported state in one synced batch (with the head and applied
+        index of the import). Returns the state digest. ``expected_digest``, when given
+        (e.g. agreed by a quorum), must equal it or StateChunkError is raised and nothing
+        changes."""
+        assert not self._closed, "import already finished or aborted"
+        if not self._done:
+            raise StateChunkError(
+                f"state import incomplete: {self._sequence} chunks received, no final chunk"
+            )
+        digest = bytes(self._hasher.digest())
+        if expected_digest is not None and digest != expected_digest:
+            raise StateChunkError(
+                f"imported state digest 0x{digest.hex()} is not the expected "
+                f"0x{expected_digest.hex()}"
+            )
+        store = self._store
+        database = store.database
+        head = ChainHead(self.height, self.block_hash)
+        batch = database.batch(sync=True)
+        batch.put(
+            keys.META_STATE_GENERATION_KEY,
+            keys.seal(keys.META_STATE_GENERATION_KEY, self._generation),
+        )
+        store._add_progress(batch, head, self.applied_index, None)
+        batch.delete(keys.META_IMPORT_KEY)
+        database.write(batch, "switching to the imported state")
+        old_generation = store.staging_generation
+        store._switch_generation(self._generation)
+        store._set_imported_head(head, self.applied_index)
+        self._closed = True
+        store.active_import = None
+        store._clear_generation(old_generation)
+        return digest
+
+    def abort(self) -> None:
+        """Drop the staged items and the marker; the live state was never touched."""
+        if self._closed:
+            return
+        self._closed = True
+        store = self._store
+        store.active_import = None
+        store._clear_generation(self._generation)
+        batch = store.database.batch(sync=True)
+        batch.delete(keys.META_IMPORT_KEY)
+        store.database.write(batch, "aborting a state import")
+
+    def _check_chunk(self, chunk: StateChunk) -> None:
+        where = f"state chunk {chunk.sequence}"
+        if (chunk.height, chunk.block_hash, chunk.applied_index) != (
+            self.height,
+            self.block_hash,
+            self.applied_index,
+        ):
+            raise StateChunkError(
+                f"{where} is for height {chunk.height} / applied index "
+                f"{chunk.applied_index}, not the import's {self.height} / {self.applied_index}"
+            )
+        if self._done:
+            raise StateChunkError(f"{where} arrived after the final chunk")
+        if chunk.sequence != self._sequence:
+            raise StateChunkError(f"{where} arrived, expected chunk {self._sequence}")
+        if chunk.start_key != self._next_key:
+            raise StateChunkError(f"{where} starts at the wrong key")
+        previous = None
+        for item in chunk.items:
+            if item.key < chunk.start_key or (previous is not None and item.key <= previous):
+                raise StateChunkError(f"{where}: keys are not in strictly increasing order")
+            previous = item.key
+        if chunk.done:
+            if chunk.next_key:
+                raise StateChunkError(f"{where} is final but names a next key")
+        elif not chunk.items or not chunk.next_key > chunk.items[-1].key:
+            raise StateChunkError(f"{where}: next key does not follow its items")
+
+    def _write_marker(self, *, chunks: int, sync: bool, batch: Any = None) -> None:
+        database = self._store.database
+        own_batch = batch is None
+        if own_batch:
+            batch = database.batch(sync=sync)
+        payload = _IMPORT_MARKER.pack(self.height, self.block_hash, self.applied_index, chunks)
+        batch.put(keys.META_IMPORT_KEY, keys.seal(keys.META_IMPORT_KEY, payload))
+        if own_batch:
+            database.write(batch, "recording a state import")
