@@ -222,7 +222,8 @@ class LevelDBRaftStorage:
         sync: bool,
     ) -> None:
         """One atomic batch: the snapshot (replacing the whole log, as etcd's
-        ``ApplySnapshot``), then the entries (replacing any suffix from the first new
+        ``ApplySnapshot``; one older than the held snapshot raises SnapshotOutOfDateError;
+        an empty one is ignored), then the entries (replacing any suffix from the first new
         index on), then the hard state."""
         start, start_term, last = self._start, self._start_term, self._last
         runs = self._runs
@@ -232,9 +233,9 @@ class LevelDBRaftStorage:
 
         if snapshot is not None and not snapshot.is_empty:
             metadata = snapshot.metadata
-            if metadata.index <= snapshot_metadata.index:
+            if metadata.index < snapshot_metadata.index:
                 raise SnapshotOutOfDateError(
-                    f"snapshot at {metadata.index} is not newer than the held one at "
+                    f"snapshot at {metadata.index} is older than the held one at "
                     f"{snapshot_metadata.index}"
                 )
             assert len(snapshot.data) <= limits.BLOB_SIZE_BYTES_MAX
@@ -278,9 +279,10 @@ class LevelDBRaftStorage:
 
     def compact(self, index: int) -> None:
         """Discard entries through ``index``: the new bounds are written first, then the
-        entries are deleted in bounded batches (resumed on open after a crash)."""
+        entries are deleted in bounded batches (resumed on open after a crash). Compacting
+        at or below the current compaction point is a no-op, as in MemoryStorage."""
         if index <= self._start:
-            raise CompactedError(f"entry {index} is already compacted (first {self._start + 1})")
+            return
         assert index <= self._last, f"compact({index}) beyond the last index {self._last}"
         term = self.term(index)
         runs = self._runs.copy()

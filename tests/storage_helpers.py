@@ -1,0 +1,53 @@
+"""Shared helpers for the storage tests (tests/test_storage_*.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+from storage import DatabaseOptions, Store
+
+CHAIN_ID = "medledger-test"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Small LevelDB buffers so tests reach table files and compactions quickly.
+SMALL_OPTIONS = DatabaseOptions(
+    write_buffer_bytes=256 * 1024,
+    table_file_bytes_max=512 * 1024,
+    read_cache_bytes=1024 * 1024,
+)
+
+
+def open_store(path: Path, **kwargs: object) -> Store:
+    kwargs.setdefault("chain_id", CHAIN_ID)
+    kwargs.setdefault("options", SMALL_OPTIONS)
+    return Store.open(path, **kwargs)  # type: ignore[arg-type]
+
+
+def block_hash(height: int) -> bytes:
+    return hashlib.sha256(b"block %d" % height).digest()
+
+
+def tx_id(height: int, position: int) -> bytes:
+    return hashlib.sha256(struct.pack(">QI", height, position)).digest()
+
+
+def tx_ids(height: int, count: int) -> list[bytes]:
+    return [tx_id(height, position) for position in range(count)]
+
+
+def block_bytes(height: int, txs: int, tx_bytes: int = 40) -> bytes:
+    """Deterministic block content for ``height``: checkable after a crash."""
+    seed = hashlib.sha256(b"content %d" % height).digest()
+    body = (seed * (tx_bytes * txs // len(seed) + 1))[: tx_bytes * txs]
+    return struct.pack(">QI", height, txs) + body
+
+
+def subprocess_environment() -> dict[str, str]:
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT), str(REPO_ROOT / "tests"), environment.get("PYTHONPATH", "")]
+    )
+    return environment
