@@ -417,6 +417,10 @@ class BlockStore:
         return self._database
 
     @property
+    def live_generation(self) -> bytes:
+        return self._generation
+
+    @property
     def staging_generation(self) -> bytes:
         first, second = keys.STATE_GENERATIONS
         return second if self._generation == first else first

@@ -286,7 +286,10 @@ def _open_leveldb(path: Path, options: DatabaseOptions) -> Any:
 
 def _check_or_initialise(db: Any, path: Path, chain_id: str) -> None:
     def get(key: bytes) -> bytes | None:
-        value = _wrap_plyvel_errors(f"reading {path}", lambda: db.get(key, verify_checksums=True))
+        try:
+            value = db.get(key, verify_checksums=True)
+        except plyvel.Error as error:
+            raise read_error(key, error) from None
         return None if value is None else keys.unseal(key, value)
 
     schema = get(keys.META_SCHEMA_KEY)

@@ -253,7 +253,8 @@ class StateImport:
         store._add_progress(batch, head, self.applied_index, None)
         batch.delete(keys.META_IMPORT_KEY)
         database.write(batch, "switching to the imported state")
-        old_generation = store.staging_generation
+        old_generation = store.live_generation
+        assert old_generation != self._generation
         store._switch_generation(self._generation)
         store._set_imported_head(head, self.applied_index)
         self._closed = True

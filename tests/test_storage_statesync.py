@@ -1,0 +1,197 @@
+"""State export / import in bounded chunks, atomic swap, interrupted imports."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import plyvel
+import pytest
+from storage_helpers import block_hash, open_store
+
+from ledger.codec import decode
+from storage import StateChunk, Store, keys
+from storage.errors import StateChunkError
+from storage.statesync import STATE_CHUNK_ITEMS_MAX
+
+
+def fill(store: Store, count: int, value_bytes: int = 50) -> None:
+    writes: dict[bytes, bytes | None] = {
+        b"key/%06d" % n: (b"%06d" % n) * (value_bytes // 6 + 1) for n in range(count)
+    }
+    store.blocks.apply_block(
+        height=0, block_hash=block_hash(0), block_bytes=b"genesis", tx_ids=[], tx_results=[],
+        state_writes=writes, applied_index=1,
+    )
+    store.blocks.apply_block(
+        height=1, block_hash=block_hash(1), block_bytes=b"one", tx_ids=[], tx_results=[],
+        state_writes={b"key/000000": None, b"late": b"value"}, applied_index=4,
+    )
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Iterator[Store]:
+    with open_store(tmp_path / "source") as store:
+        fill(store, 3000)
+        yield store
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[Store]:
+    with open_store(tmp_path / "target") as store:
+        yield store
+
+
+def begin(target: Store, chunk: StateChunk):  # type: ignore[no-untyped-def]
+    return target.blocks.import_state_begin(
+        height=chunk.height, block_hash=chunk.block_hash, applied_index=chunk.applied_index
+    )
+
+
+def test_export_chunks_are_bounded_and_digest_matches(source: Store) -> None:
+    chunks = list(source.blocks.export_state(chunk_bytes_max=8 * 1024))
+    assert len(chunks) > 10
+    for chunk in chunks:
+        size = sum(len(item.key) + len(item.value) for item in chunk.items)
+        assert size <= 8 * 1024
+        assert len(chunk.items) <= STATE_CHUNK_ITEMS_MAX
+        assert (chunk.height, chunk.applied_index) == (1, 4)
+    assert chunks[-1].done and not any(chunk.done for chunk in chunks[:-1])
+    assert chunks[-1].digest == source.blocks.state_digest()
+    assert sum(len(chunk.items) for chunk in chunks) == 3000
+    # Chunks are codec structs: they survive the wire unchanged.
+    for chunk in chunks[:3]:
+        assert decode(StateChunk, chunk.encode(), size_bytes_max=1 << 20) == chunk
+
+
+def test_export_is_one_consistent_view(source: Store) -> None:
+    exporter = source.blocks.export_state(chunk_bytes_max=4096)
+    first = next(exporter)
+    source.blocks.apply_block(
+        height=2, block_hash=block_hash(2), block_bytes=b"two", tx_ids=[], tx_results=[],
+        state_writes={b"key/002999": b"changed", b"aaa": b"new"}, applied_index=5,
+    )
+    rest = list(exporter)
+    items = dict(item for chunk in [first, *rest] for item in
+                 ((entry.key, entry.value) for entry in chunk.items))
+    assert b"aaa" not in items
+    assert items[b"key/002999"] != b"changed"
+    assert rest[-1].height == 1
+
+
+def test_import_round_trip(source: Store, target: Store, tmp_path: Path) -> None:
+    chunks = list(source.blocks.export_state(chunk_bytes_max=16 * 1024))
+    importer = begin(target, chunks[0])
+    for chunk in chunks:
+        importer.add_chunk(chunk)
+    digest = importer.finish(expected_digest=source.blocks.state_digest())
+    assert digest == source.blocks.state_digest() == target.blocks.state_digest()
+    assert target.blocks.head() == source.blocks.head()
+    assert target.blocks.applied_index() == 4
+    assert target.blocks.state_get(b"late") == b"value"
+    # The chain continues from the imported height.
+    target.blocks.apply_block(
+        height=2, block_hash=block_hash(2), block_bytes=b"two", tx_ids=[], tx_results=[],
+        state_writes={b"after": b"import"}, applied_index=5,
+    )
+    target.close()
+    with open_store(tmp_path / "target") as reopened:
+        assert reopened.blocks.state_get(b"after") == b"import"
+        assert reopened.blocks.state_get(b"key/000001") == source.blocks.state_get(b"key/000001")
+        assert reopened.blocks.interrupted_import() is None
+
+
+def test_import_replaces_existing_state_and_clears_old_generation(
+    source: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "stale"
+    with open_store(path) as stale:
+        stale.blocks.apply_block(
+            height=0, block_hash=block_hash(0), block_bytes=b"genesis", tx_ids=[],
+            tx_results=[], state_writes={b"only-here": b"x", b"key/000005": b"old"},
+            applied_index=1,
+        )
+        chunks = list(source.blocks.export_state(chunk_bytes_max=64 * 1024))
+        importer = begin(stale, chunks[0])
+        for chunk in chunks:
+            importer.add_chunk(chunk)
+        importer.finish()
+        assert stale.blocks.state_get(b"only-here") is None
+        assert stale.blocks.state_digest() == source.blocks.state_digest()
+    db = plyvel.DB(str(path / "ledger.db"))
+    try:
+        old = keys.state_prefix(b"0")
+        assert next(db.iterator(prefix=old, include_value=False), None) is None
+    finally:
+        db.close()
+
+
+def test_bad_chunks_are_refused(source: Store, target: Store) -> None:
+    chunks = list(source.blocks.export_state(chunk_bytes_max=16 * 1024))
+    importer = begin(target, chunks[0])
+    with pytest.raises(StateChunkError, match="expected chunk 0"):
+        importer.add_chunk(chunks[1])
+    tampered_item = dataclasses.replace(chunks[0].items[3], value=b"evil")
+    tampered = dataclasses.replace(
+        chunks[0], items=(*chunks[0].items[:3], tampered_item, *chunks[0].items[4:])
+    )
+    with pytest.raises(StateChunkError, match="running digest"):
+        importer.add_chunk(tampered)
+    with pytest.raises(StateChunkError, match="not in strictly increasing order"):
+        importer.add_chunk(dataclasses.replace(chunks[0], items=chunks[0].items[::-1]))
+    with pytest.raises(StateChunkError, match="height"):
+        importer.add_chunk(dataclasses.replace(chunks[0], height=7))
+    importer.add_chunk(chunks[0])
+    with pytest.raises(StateChunkError, match="incomplete"):
+        importer.finish()
+    for chunk in chunks[1:]:
+        importer.add_chunk(chunk)
+    with pytest.raises(StateChunkError, match="not the expected"):
+        importer.finish(expected_digest=bytes(32))
+    assert target.blocks.head() is None, "nothing switched"
+    importer.finish()
+    assert target.blocks.state_digest() == source.blocks.state_digest()
+
+
+def test_interrupted_import_is_detected_and_restartable(source: Store, tmp_path: Path) -> None:
+    path = tmp_path / "target"
+    chunks = list(source.blocks.export_state(chunk_bytes_max=16 * 1024))
+    store = open_store(path)
+    importer = begin(store, chunks[0])
+    for chunk in chunks[:3]:
+        importer.add_chunk(chunk)
+    store.close()  # as good as a crash: the marker and staged chunks are on disk
+    store = open_store(path)
+    try:
+        assert store.blocks.interrupted_import() == (1, block_hash(1), 4, 3)
+        assert store.blocks.head() is None
+        assert store.blocks.state_digest() == keys_empty_digest(store)
+        importer = begin(store, chunks[0])
+        for chunk in chunks:
+            importer.add_chunk(chunk)
+        importer.finish()
+        assert store.blocks.interrupted_import() is None
+        assert store.blocks.state_digest() == source.blocks.state_digest()
+    finally:
+        store.close()
+
+
+def test_abort_leaves_live_state(source: Store, target: Store) -> None:
+    target.blocks.apply_block(
+        height=0, block_hash=block_hash(0), block_bytes=b"g", tx_ids=[], tx_results=[],
+        state_writes={b"mine": b"1"}, applied_index=1,
+    )
+    digest = target.blocks.state_digest()
+    chunks = list(source.blocks.export_state(chunk_bytes_max=16 * 1024))
+    importer = begin(target, chunks[0])
+    importer.add_chunk(chunks[0])
+    importer.abort()
+    assert target.blocks.interrupted_import() is None
+    assert target.blocks.state_digest() == digest
+
+
+def keys_empty_digest(store: Store) -> bytes:
+    from storage.blockstore import new_state_digest
+
+    return bytes(new_state_digest().digest())
