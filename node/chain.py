@@ -1,0 +1,332 @@
+"""The chain as this node holds it: applying committed blocks, and building new ones.
+
+Synchronous and single-threaded by contract: the node runs :meth:`Chain.apply_entry` in
+one worker thread at a time (it verifies signatures, runs the application and writes
+LevelDB), in Raft commit order. Every node runs exactly the same checks on exactly the
+same committed entries, so a block that fails a check is skipped by all of them alike:
+
+- the entry does not decode as a block of this chain, or its proposer's signature or tx
+  root is wrong;
+- the proposer is not a current validator;
+- it does not extend the head (height, previous hash), its timestamp does not increase,
+  or its raft term/index are not those of the entry carrying it (a stale proposal of an
+  earlier leader).
+
+A block that passes is applied: each tx gets the stateless result (re-checked here: a
+leader is not trusted with signatures), duplicates of committed txs are marked, the
+application runs the rest, and block, results, tx index, state writes and applied index
+go to LevelDB in one batch.
+
+The header commits to the results and state roots of an earlier block (``state_height``,
+see ledger/block.py). A node whose own roots for that height differ has diverged from the
+others: it stops (:class:`StateDivergenceError`), it cannot repair itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from consensus.types import Entry, EntryType
+from ledger import app as application
+from ledger.block import (
+    GENESIS_RESULTS_ROOT,
+    GENESIS_STATE_ROOT,
+    ZERO_HASH,
+    Block,
+    decode_block,
+    make_block,
+    next_state_root,
+    results_root,
+)
+from ledger.crypto import SigningKey
+from ledger.errors import DecodeError, LocalError
+from ledger.results import ResultCode
+from ledger.tx import Transaction
+from ledger.validation import check_batch
+from storage.blockstore import STATE_PAGE_ITEMS_MAX, BlockStore
+from storage.store import Store
+
+# Node-owned keys inside the state key space: per-height results and state roots, which
+# later headers commit to. The application never writes under this prefix.
+ROOTS_PREFIX = b"\xffnode/roots/"
+
+
+class StateDivergenceError(LocalError):
+    """Our results or state for a height differ from what the block's proposer computed."""
+
+
+def roots_key(height: int) -> bytes:
+    return ROOTS_PREFIX + height.to_bytes(8, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Roots:
+    results_root: bytes
+    state_root: bytes
+
+    def encode(self) -> bytes:
+        return self.results_root + self.state_root
+
+    @classmethod
+    def decode(cls, data: bytes) -> Roots:
+        assert len(data) == 64, "roots record is 64 bytes"
+        return cls(data[:32], data[32:])
+
+
+GENESIS_ROOTS = Roots(GENESIS_RESULTS_ROOT, GENESIS_STATE_ROOT)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBlock:
+    block: Block
+    tx_ids: list[bytes]
+    codes: list[int]
+    events: Sequence[object]
+    validator_changes: Sequence[object]
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """What applying one raft entry did."""
+
+    index: int
+    applied: AppliedBlock | None = None
+    skipped_reason: str | None = None
+    conf_change: bytes | None = None  # data of a CONF_CHANGE entry, for RawNode
+    tx_ids_in_entry: list[bytes] = field(default_factory=list)
+
+
+class StoreStateReader:
+    """ledger.app.StateReader over the block store's state."""
+
+    def __init__(self, blocks: BlockStore) -> None:
+        self._blocks = blocks
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._blocks.state_get(key)
+
+    def iterate(self, prefix: bytes, *, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        start: bytes | None = None
+        remaining = limit
+        while remaining > 0:
+            page = self._blocks.state_page(
+                prefix, start=start, items_max=min(remaining, STATE_PAGE_ITEMS_MAX)
+            )
+            yield from page.items
+            remaining -= len(page.items)
+            if page.next_key is None:
+                return
+            start = page.next_key
+
+
+class Chain:
+    def __init__(
+        self,
+        *,
+        chain_id: str,
+        store: Store,
+        executor: Executor | None = None,
+        workers: int = 2,
+        checked_lookup: Callable[[bytes], Transaction | None] | None = None,
+        genesis_time_ms: int = 0,
+    ) -> None:
+        self.chain_id = chain_id
+        self.genesis_time_ms = genesis_time_ms
+        self.store = store
+        self.blocks = store.blocks
+        self.state = StoreStateReader(store.blocks)
+        self._executor = executor
+        self._workers = workers
+        # tx id -> an already checked Transaction (this node's mempool): saves verifying
+        # a signature twice on the node that admitted the tx.
+        self._checked_lookup = checked_lookup or (lambda tx_id: None)
+        head = store.blocks.head()
+        assert head is not None, "open the chain after genesis is written"
+        self.height = head.height
+        self.head_hash = head.block_hash
+        self.head_timestamp_ms = self._timestamp_of(head.height)
+
+    # ------------------------------------------------------------------ reading
+
+    def _timestamp_of(self, height: int) -> int:
+        if height == 0:
+            return self.genesis_time_ms
+        block = self.block_by_height(height)
+        assert block is not None, f"head block {height} missing"
+        return block.header.timestamp_ms
+
+    def block_by_height(self, height: int) -> Block | None:
+        """Block ``height`` (heights start at 1; 0 is the genesis record, not a block)."""
+        if height < 1:
+            return None
+        stored = self.blocks.block(height)
+        return None if stored is None else decode_block(stored.block_bytes, chain_id=self.chain_id)
+
+    def applied_index(self) -> int:
+        return self.blocks.applied_index()
+
+    def roots(self, height: int) -> Roots:
+        if height == 0:
+            return GENESIS_ROOTS
+        data = self.state.get(roots_key(height))
+        assert data is not None, f"roots of applied height {height} missing"
+        return Roots.decode(data)
+
+    def validator_keys(self) -> list[bytes]:
+        return list(application.validator_node_keys(self.state))
+
+    # ------------------------------------------------------------------ applying
+
+    def apply_entry(self, entry: Entry) -> ApplyResult:
+        """Apply one committed raft entry (any type), durably, exactly once."""
+        if entry.index <= self.blocks.applied_index():
+            return ApplyResult(entry.index, skipped_reason="already applied")
+        if entry.type is EntryType.CONF_CHANGE:
+            self.blocks.record_applied_index(entry.index)
+            return ApplyResult(entry.index, conf_change=entry.data)
+        if not entry.data:  # a new leader's no-op
+            self.blocks.record_applied_index(entry.index)
+            return ApplyResult(entry.index, skipped_reason="no-op")
+        try:
+            block = decode_block(entry.data, chain_id=self.chain_id)
+        except DecodeError as error:
+            self.blocks.record_applied_index(entry.index)
+            return ApplyResult(entry.index, skipped_reason=f"undecodable block: {error}")
+        tx_ids = block.tx_ids()
+        reason = self._reject_reason(block, entry)
+        if reason is not None:
+            self.blocks.record_applied_index(entry.index)
+            return ApplyResult(entry.index, skipped_reason=reason, tx_ids_in_entry=tx_ids)
+        applied = self._apply_block(block, tx_ids, applied_index=entry.index)
+        return ApplyResult(entry.index, applied=applied, tx_ids_in_entry=tx_ids)
+
+    def apply_synced_block(self, data: bytes) -> AppliedBlock:
+        """Apply a block fetched by sync (observers, and validators catching up after a
+        snapshot): the same checks, against the raft index the header names."""
+        block = decode_block(data, chain_id=self.chain_id)
+        entry = Entry(block.header.raft_term, block.header.raft_index, EntryType.NORMAL, data)
+        reason = self._reject_reason(block, entry)
+        if reason is not None:
+            raise DecodeError(f"synced block {block.header.height}: {reason}")
+        return self._apply_block(block, block.tx_ids(), applied_index=entry.index)
+
+    def _reject_reason(self, block: Block, entry: Entry) -> str | None:
+        header = block.header
+        if header.proposer not in self.validator_keys():
+            return "proposer is not a validator"
+        if header.height != self.height + 1 or header.previous_hash != self.head_hash:
+            return f"does not extend the head (height {header.height}, head {self.height})"
+        if header.timestamp_ms <= self.head_timestamp_ms:
+            return "timestamp does not increase"
+        if header.raft_index != entry.index or header.raft_term != entry.term:
+            return "raft term/index differ from the entry carrying it (stale proposal)"
+        if header.state_height > self.height:
+            return "commits to the state of a height not applied yet"
+        ours = self.roots(header.state_height)
+        if (header.results_root, header.state_root) != (ours.results_root, ours.state_root):
+            raise StateDivergenceError(
+                f"block {header.height} commits to roots of height {header.state_height} "
+                f"that differ from ours: this node's state has diverged; it stops"
+            )
+        return None
+
+    def _stateless(self, block: Block, tx_ids: list[bytes]) -> tuple[list[Transaction | None],
+                                                                     list[int]]:
+        txs: list[Transaction | None] = [self._checked_lookup(tx_id) for tx_id in tx_ids]
+        unknown = [index for index, tx in enumerate(txs) if tx is None]
+        codes = [int(ResultCode.OK)] * len(txs)
+        if unknown:
+            results = check_batch(
+                [block.txs[index] for index in unknown],
+                self.chain_id,
+                executor=self._executor,
+                workers=self._workers,
+            )
+            for index, result in zip(unknown, results, strict=True):
+                txs[index] = result.tx
+                codes[index] = int(result.code)
+        seen: set[bytes] = set()
+        for index, tx_id in enumerate(tx_ids):
+            if codes[index] != ResultCode.OK:
+                continue
+            if tx_id in seen or self.blocks.transaction(tx_id) is not None:
+                txs[index] = None
+                codes[index] = int(ResultCode.DUPLICATE)
+            seen.add(tx_id)
+        return txs, codes
+
+    def _apply_block(self, block: Block, tx_ids: list[bytes], *, applied_index: int) -> AppliedBlock:
+        header = block.header
+        txs, codes = self._stateless(block, tx_ids)
+        context = application.BlockContext(
+            height=header.height, timestamp_ms=header.timestamp_ms, proposer=header.proposer
+        )
+        outcome = application.apply_block(self.state, context, txs, codes)
+        final_codes = [int(code) for code in outcome.codes]
+        writes = dict(outcome.writes)
+        previous = self.roots(self.height)
+        roots = Roots(
+            results_root(tx_ids, final_codes),
+            next_state_root(previous.state_root, application.writes_digest(outcome.writes)),
+        )
+        writes[roots_key(header.height)] = roots.encode()
+        block_hash = header.hash
+        self.blocks.apply_block(
+            height=header.height,
+            block_hash=block_hash,
+            block_bytes=block.encode(),
+            tx_ids=tx_ids,
+            tx_results=final_codes,
+            state_writes=writes,
+            applied_index=applied_index,
+            sync=True,
+        )
+        self.height, self.head_hash = header.height, block_hash
+        self.head_timestamp_ms = header.timestamp_ms
+        return AppliedBlock(
+            block, tx_ids, final_codes, tuple(outcome.events), tuple(outcome.validator_changes)
+        )
+
+    # ------------------------------------------------------------------ building
+
+    def build_block(
+        self,
+        key: SigningKey,
+        txs: Sequence[Transaction],
+        *,
+        height: int,
+        previous_hash: bytes,
+        previous_timestamp_ms: int,
+        now_ms: int,
+        raft_term: int,
+        raft_index: int,
+    ) -> Block:
+        """The leader's proposal: committed to the newest roots this node has applied."""
+        roots = self.roots(self.height)
+        return make_block(
+            key,
+            chain_id=self.chain_id,
+            height=height,
+            previous_hash=previous_hash,
+            timestamp_ms=max(now_ms, previous_timestamp_ms + 1),
+            txs=[tx.raw for tx in txs],
+            state_height=self.height,
+            results_root=roots.results_root,
+            state_root=roots.state_root,
+            raft_term=raft_term,
+            raft_index=raft_index,
+        )
+
+
+def state_digest(items: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """SHA-256 over sorted (key, value) pairs: equal on nodes with equal state."""
+    digest = hashlib.sha256()
+    for key, value in items:
+        digest.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
+    return digest.digest()
+
+
+__all__ = ["ZERO_HASH", "Chain", "StateDivergenceError"]

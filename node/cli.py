@@ -1,0 +1,211 @@
+"""The ``medledger`` command line.
+
+    medledger init --dir DIR              node key + config for one node
+    medledger genesis -m members.toml     consortium genesis from members' public keys
+    medledger start -c node.toml          run a node (SIGTERM/Ctrl-C: graceful stop)
+    medledger devnet                      a local network of validators and observers
+    medledger status --rpc URL            a node's status
+    medledger tx submit ...               sign and submit a transaction
+    medledger simulate ...                the deterministic cluster simulator
+    medledger demo --rpc URL              the healthcare story against a running devnet
+    medledger loadtest ...                the load generator (see `medledger loadtest -h`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import MedledgerError
+
+DEFAULT_RPC = "http://127.0.0.1:8545/"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except MedledgerError as error:
+        print(f"medledger: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medledger", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create a node key and config")
+    init.add_argument("--dir", default=".", help="node directory (default: .)")
+    init.add_argument("--rpc-port", type=int, default=8545)
+    init.add_argument("--p2p-port", type=int, default=0)
+    init.add_argument("--force", action="store_true", help="overwrite an existing config")
+    init.set_defaults(handler=_init)
+
+    genesis = commands.add_parser("genesis", help="write a consortium genesis file")
+    genesis.add_argument("-m", "--members", required=True,
+                         help="TOML file: chain_id, genesis_time_ms, [[member]] entries")
+    genesis.add_argument("-o", "--output", default="genesis.json")
+    genesis.set_defaults(handler=_genesis)
+
+    start = commands.add_parser("start", help="run a node")
+    start.add_argument("-c", "--config", required=True)
+    start.set_defaults(handler=_start)
+
+    devnet = commands.add_parser("devnet", help="run a local network on loopback")
+    devnet.add_argument("--validators", type=int, default=3)
+    devnet.add_argument("--observers", type=int, default=1)
+    devnet.add_argument("--dir", default="devnet-data")
+    devnet.add_argument("--rpc-port", type=int, default=8545,
+                        help="first RPC port (node i listens on rpc-port + i)")
+    devnet.add_argument("--chain-id", default="medledger-devnet")
+    devnet.set_defaults(handler=_devnet)
+
+    status = commands.add_parser("status", help="show a node's status")
+    status.add_argument("--rpc", default=DEFAULT_RPC)
+    status.set_defaults(handler=_status)
+
+    tx = commands.add_parser("tx", help="transactions")
+    tx_commands = tx.add_subparsers(metavar="ACTION")
+    submit = tx_commands.add_parser("submit", help="sign (or take) a tx and submit it")
+    submit.add_argument("--rpc", default=DEFAULT_RPC)
+    submit.add_argument("--raw", help="an already signed tx, 0x-hex")
+    submit.add_argument("--key", help="file with the signer's 32-byte seed (hex)")
+    submit.add_argument("--type", help="tx type, e.g. CONSENT_REVOKE")
+    submit.add_argument("--body", help="the body as JSON (field names as in the schema)")
+    submit.add_argument("--nonce", type=int, help="default: milliseconds since the epoch")
+    submit.add_argument("--chain-id", help="default: asked from the node")
+    submit.add_argument("--wait", type=float, default=10.0,
+                        help="seconds to wait for the commit (0: do not wait)")
+    submit.set_defaults(handler=_tx_submit)
+
+    simulate = commands.add_parser("simulate", help="deterministic cluster simulator",
+                                   add_help=False)
+    simulate.add_argument("rest", nargs=argparse.REMAINDER)
+    simulate.set_defaults(handler=_simulate)
+
+    demo = commands.add_parser("demo", help="play the healthcare story on a devnet")
+    demo.add_argument("--rpc", default=DEFAULT_RPC)
+    demo.add_argument("--dir", default="devnet-data",
+                      help="the devnet directory (its consortium keys sign the story)")
+    demo.set_defaults(handler=_demo)
+
+    loadtest = commands.add_parser("loadtest", help="load generator", add_help=False)
+    loadtest.add_argument("rest", nargs=argparse.REMAINDER)
+    loadtest.set_defaults(handler=_loadtest)
+    return parser
+
+
+# ---------------------------------------------------------------------------- handlers
+
+
+def _init(args: argparse.Namespace) -> int:
+    from ledger.crypto import SigningKey
+    from node.config import NodeConfig, P2PSection, RpcSection, render_config
+    from node.keys import write_key_file
+    from node.p2p import peer_id_from_public_key
+
+    directory = Path(args.dir)
+    config_path = directory / "node.toml"
+    key_path = directory / "node.key"
+    if config_path.exists() and not args.force:
+        print(f"medledger: {config_path} exists (use --force to overwrite)", file=sys.stderr)
+        return 1
+    if key_path.exists():
+        from node.keys import read_key_file
+
+        key = read_key_file(key_path)
+    else:
+        key = SigningKey.generate()
+        write_key_file(key_path, key)
+    config = NodeConfig(
+        p2p=P2PSection(listen=f"/ip4/127.0.0.1/tcp/{args.p2p_port}"),
+        rpc=RpcSection(port=args.rpc_port),
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(render_config(config))
+    print(json.dumps({
+        "config": str(config_path),
+        "key_file": str(key_path),
+        "node_public_key": key.public_key.hex(),
+        "peer_id": peer_id_from_public_key(key.public_key),
+    }, indent=2))
+    return 0
+
+
+def _genesis(args: argparse.Namespace) -> int:
+    from node.genesis import genesis_from_members_file
+
+    genesis = genesis_from_members_file(Path(args.members))
+    Path(args.output).write_text(genesis.to_json())
+    print(f"wrote {args.output}: chain {genesis.chain_id}, hash 0x{genesis.hash.hex()}")
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from node.run import run_node
+
+    return run_node(Path(args.config))
+
+
+def _devnet(args: argparse.Namespace) -> int:
+    from node.devnet import run_devnet
+
+    return run_devnet(
+        Path(args.dir), validators=args.validators, observers=args.observers,
+        rpc_port=args.rpc_port, chain_id=args.chain_id,
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from node.client import RpcClient
+
+    with RpcClient(args.rpc) as client:
+        print(json.dumps(client.call("node_status"), indent=2))
+    return 0
+
+
+def _tx_submit(args: argparse.Namespace) -> int:
+    from node.txcli import submit_from_args
+
+    result = submit_from_args(args)
+    print(json.dumps(result, indent=2))
+    return 0 if result.get("committed", result.get("accepted")) else 1
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from consensus.sim.cli import main as simulate_main
+
+    return simulate_main(list(args.rest))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from node.demo import run_demo_against
+
+    return run_demo_against(args.rpc, Path(args.dir))
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from node.loadtest import main as loadtest_main
+
+    return loadtest_main(list(args.rest))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    raise TypeError(type(value).__name__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

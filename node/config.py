@@ -1,0 +1,236 @@
+"""Node configuration: TOML with documented defaults, overridable from the environment.
+
+Every key has a default; a config file names only what differs. An environment variable
+``MEDLEDGER_<SECTION>_<KEY>`` (upper case) overrides ``[section] key``, e.g.
+``MEDLEDGER_RPC_PORT=8545``. Unknown sections or keys are errors (a typo must not be
+silently ignored), and so are values of the wrong type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSection:
+    data_dir: str = "data"
+    # 32-byte Ed25519 seed, hex, one line; the node's libp2p identity and block signing key.
+    key_file: str = "node.key"
+    genesis_file: str = "genesis.json"
+    # Processes that verify signatures of large batches (0: verify in the node's own
+    # threads). A dedicated machine gains ~1.7x with 2 (scripts/bench-core).
+    validation_workers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class P2PSection:
+    listen: str = "/ip4/127.0.0.1/tcp/0"
+    # Multiaddrs with /p2p/<peer id> of peers to dial at start and keep dialing.
+    bootstrap: tuple[str, ...] = ()
+    # Serve gossip and sync to peers that are not validators (observer nodes).
+    open_for_observers: bool = True
+    # Gossip every accepted tx batch to all nodes (a new leader then has them already).
+    gossip_txs: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RpcSection:
+    host: str = "127.0.0.1"
+    port: int = 8545
+    # Bearer token for admin_ methods; empty disables them.
+    admin_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusSection:
+    # One raft tick. Heartbeats go every heartbeat_ticks, elections start after a random
+    # [election_ticks, 2 * election_ticks) ticks without a leader: 50 ms x 10 = 0.5-1 s.
+    tick_ms: int = 50
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    # Raft entries kept behind the applied index after a snapshot, so slow followers can
+    # catch up from the log instead of a snapshot.
+    snapshot_entries: int = 10_000
+    compaction_margin_entries: int = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSection:
+    max_txs: int = 2_000
+    max_bytes: int = 1_048_576
+    interval_ms: int = 100
+    # Proposed but not yet applied blocks the leader may have in flight (pipelining).
+    max_inflight: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolSection:
+    max_txs: int = 100_000
+    max_bytes: int = 64 * 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class LogSection:
+    level: str = "info"
+    # "json" (default, for services) or "console" (for people at a terminal).
+    format: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    node: NodeSection = field(default_factory=NodeSection)
+    p2p: P2PSection = field(default_factory=P2PSection)
+    rpc: RpcSection = field(default_factory=RpcSection)
+    consensus: ConsensusSection = field(default_factory=ConsensusSection)
+    block: BlockSection = field(default_factory=BlockSection)
+    mempool: MempoolSection = field(default_factory=MempoolSection)
+    log: LogSection = field(default_factory=LogSection)
+    # The directory relative paths are resolved against (the config file's directory).
+    base_dir: str = "."
+
+    def path(self, value: str) -> Path:
+        candidate = Path(value)
+        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.node.data_dir)
+
+    @property
+    def key_file(self) -> Path:
+        return self.path(self.node.key_file)
+
+    @property
+    def genesis_file(self) -> Path:
+        return self.path(self.node.genesis_file)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    field_.name: field_.type if isinstance(field_.type, type) else globals()[str(field_.type)]
+    for field_ in dataclasses.fields(NodeConfig)
+    if field_.name != "base_dir"
+}
+
+
+def _coerce(section: str, key: str, value: Any, expected: Any) -> Any:
+    where = f"[{section}] {key}"
+    expected_name = str(expected)
+    if expected_name in ("int", int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        if type(value) is not int:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if expected_name in ("bool", bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if type(value) is not bool:
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if expected_name.startswith("tuple"):
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _section(name: str, values: dict[str, Any], environ: dict[str, str]) -> Any:
+    section_class = SECTIONS[name]
+    known = {field_.name: field_.type for field_ in dataclasses.fields(section_class)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"[{name}]: unknown key(s) {', '.join(unknown)}")
+    merged = dict(values)
+    for key in known:
+        variable = f"MEDLEDGER_{name.upper()}_{key.upper()}"
+        if variable in environ:
+            merged[key] = environ[variable]
+    return section_class(
+        **{key: _coerce(name, key, value, known[key]) for key, value in merged.items()}
+    )
+
+
+def config_from_dict(
+    document: dict[str, Any], *, base_dir: str = ".", environ: dict[str, str] | None = None
+) -> NodeConfig:
+    environ = dict(os.environ) if environ is None else environ
+    unknown = sorted(set(document) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(unknown)}")
+    sections = {
+        name: _section(name, document.get(name, {}), environ) for name in SECTIONS
+    }
+    config = NodeConfig(base_dir=base_dir, **sections)
+    validate(config)
+    return config
+
+
+def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> NodeConfig:
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    return config_from_dict(document, base_dir=str(path.resolve().parent), environ=environ)
+
+
+def validate(config: NodeConfig) -> None:
+    checks = [
+        (config.consensus.tick_ms >= 1, "[consensus] tick_ms must be at least 1"),
+        (
+            config.consensus.election_ticks > config.consensus.heartbeat_ticks >= 1,
+            "[consensus] election_ticks must exceed heartbeat_ticks (>= 1)",
+        ),
+        (1 <= config.block.max_txs <= 100_000, "[block] max_txs must be in 1..100000"),
+        (
+            4096 <= config.block.max_bytes <= 8 * 1_048_576,
+            "[block] max_bytes must be in 4096..8388608",
+        ),
+        (config.block.interval_ms >= 1, "[block] interval_ms must be at least 1"),
+        (1 <= config.block.max_inflight <= 64, "[block] max_inflight must be in 1..64"),
+        (config.mempool.max_txs >= config.block.max_txs, "[mempool] max_txs < [block] max_txs"),
+        (0 <= config.rpc.port <= 65535, "[rpc] port must be in 0..65535"),
+        (config.node.validation_workers >= 0, "[node] validation_workers must be >= 0"),
+        (config.log.format in ("json", "console"), "[log] format must be json or console"),
+        (
+            config.log.level in ("debug", "info", "warning", "error"),
+            "[log] level must be debug, info, warning or error",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def render_config(config: NodeConfig) -> str:
+    """The config as TOML (used by ``medledger init`` and ``devnet``)."""
+    lines: list[str] = []
+    for name in SECTIONS:
+        lines.append(f"[{name}]")
+        section = getattr(config, name)
+        for field_ in dataclasses.fields(section):
+            value = getattr(section, field_.name)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, int):
+                text = str(value)
+            elif isinstance(value, tuple):
+                text = "[" + ", ".join(f'"{item}"' for item in value) + "]"
+            else:
+                text = f'"{value}"'
+            lines.append(f"{field_.name} = {text}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,242 @@
+"""The Raft driver: the one task that owns the RawNode and honours its Ready contract.
+
+Inputs (ticks, peer messages, proposals) are fed to the RawNode from the Trio thread,
+then the loop takes each Ready and:
+
+1. persists it (one LevelDB batch, fsync when ``must_sync``) in a worker thread, so the
+   Trio loop keeps serving while the disk syncs;
+2. sends its messages, batched into one frame per peer;
+3. applies membership changes of committed CONF_CHANGE entries at once (they depend only
+   on the log) and hands every committed entry, in order, to the apply task through a
+   bounded channel (signature checks and the application run there, off this loop, so
+   heartbeats are never late because a big block is being applied);
+4. advances.
+
+Snapshots and log compaction are also done here, because this task owns the raft storage.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from consensus.errors import InvalidMessageError, UnknownPeerError
+from consensus.raw_node import RawNode, Ready
+from consensus.state import ProposalOutcome, Role, SoftState
+from consensus.types import (
+    ConfChange,
+    Entry,
+    EntryType,
+    Message,
+    decode_conf_change,
+    decode_messages,
+    encode_messages,
+)
+from ledger.errors import DecodeError, RemoteError
+from node.logs import get_logger
+from node.transport import Transport
+from storage.raftlog import LevelDBRaftStorage
+
+# Committed entries waiting for the apply task. Generous: the leader caps its own
+# pipeline (block.max_inflight); this bound only stops a follower that cannot keep up
+# from buffering without limit.
+APPLY_QUEUE_ENTRIES_MAX = 4096
+# Messages in one frame (the consensus codec's batch limit is 4096).
+FRAME_MESSAGES_MAX = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotToRestore:
+    """Put on the apply channel when Raft installed a snapshot: the application must
+    catch up (by block sync) to the snapshot's height before applying later entries."""
+
+    index: int
+    data: bytes
+
+
+ApplyItem = Entry | SnapshotToRestore
+
+
+class RaftDriver:
+    def __init__(
+        self,
+        *,
+        raw_node: RawNode,
+        storage: LevelDBRaftStorage,
+        transport: Transport,
+        peer_of: Callable[[int], str | None],
+        node_of: Callable[[str], int | None],
+        tick_seconds: float,
+        apply_channel: trio.MemorySendChannel[ApplyItem],
+        on_soft_state: Callable[[SoftState], None],
+        snapshot_entries: int,
+        compaction_margin_entries: int,
+        metrics: Any = None,
+    ) -> None:
+        self.raw_node = raw_node
+        self._storage = storage
+        self._transport = transport
+        self._peer_of = peer_of
+        self._node_of = node_of
+        self._tick_seconds = tick_seconds
+        self._apply_channel = apply_channel
+        self._on_soft_state = on_soft_state
+        self._snapshot_entries = snapshot_entries
+        self._compaction_margin_entries = compaction_margin_entries
+        self._metrics = metrics
+        self._wakeup = trio.Event()
+        self._log = get_logger(component="raft")
+        self._last_snapshot_index = storage.snapshot().metadata.index
+        self._snapshot_due: tuple[int, bytes] | None = None
+        self.role = Role.FOLLOWER
+        self.leader = 0
+        self.term_start_index = 0  # first index of our term while we lead
+
+    # ------------------------------------------------------------------ inputs
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def handle_frame(self, peer_id: str, frame: bytes) -> None:
+        """A frame of raft messages from ``peer_id``: each must claim to be from the node
+        id that peer has (a validator cannot speak for another)."""
+        sender = self._node_of(peer_id)
+        if sender is None:
+            self._log.warning("raft frame from a non-validator refused", peer=peer_id)
+            return
+        try:
+            messages = decode_messages(frame)
+        except DecodeError as error:
+            self._log.warning("undecodable raft frame", peer=peer_id, error=str(error))
+            return
+        for message in messages:
+            if message.from_ != sender:
+                self._log.warning("raft message with a forged sender", peer=peer_id)
+                continue
+            try:
+                self.raw_node.step(message)
+            except (InvalidMessageError, UnknownPeerError, RemoteError) as error:
+                self._log.info("raft message refused", peer=peer_id, error=str(error))
+        self.wake()
+
+    def propose(self, data: bytes) -> ProposalOutcome:
+        outcome = self.raw_node.propose(data)
+        self.wake()
+        return outcome
+
+    def propose_conf_change(self, change: ConfChange) -> ProposalOutcome:
+        outcome = self.raw_node.propose_conf_change(change)
+        self.wake()
+        return outcome
+
+    def note_applied(self, index: int, snapshot_data: Callable[[], bytes]) -> None:
+        """The apply task finished ``index``; ``snapshot_data`` describes the application
+        state as of exactly that index. Maybe snapshot and compact."""
+        if index - self._last_snapshot_index >= self._snapshot_entries:
+            self._snapshot_due = (index, snapshot_data())
+            self.wake()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._ticker)
+            task_status.started()
+            self.wake()
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                while (ready := self.raw_node.ready()) is not None:
+                    await self._handle(ready)
+                if self._snapshot_due is not None:
+                    index, data = self._snapshot_due
+                    self._snapshot_due = None
+                    await self._snapshot_and_compact(index, data)
+        raise AssertionError("the raft driver should never complete")
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(self._tick_seconds)
+            self.raw_node.tick()
+            self.wake()
+
+    async def _handle(self, ready: Ready) -> None:
+        if ready.soft_state is not None:
+            self._soft_state_changed(ready.soft_state)
+        if ready.entries or ready.hard_state is not None or ready.snapshot is not None:
+            persist = functools.partial(
+                self._storage.persist,
+                hard_state=ready.hard_state,
+                entries=ready.entries,
+                snapshot=ready.snapshot,
+                sync=ready.must_sync,
+            )
+            await trio.to_thread.run_sync(persist)
+        if ready.snapshot is not None and not ready.snapshot.is_empty:
+            metadata = ready.snapshot.metadata
+            self._last_snapshot_index = metadata.index
+            await self._apply_channel.send(SnapshotToRestore(metadata.index, ready.snapshot.data))
+        await self._send(ready.messages)
+        for entry in ready.committed_entries:
+            if entry.type is EntryType.CONF_CHANGE:
+                self._apply_conf_change(entry)
+            await self._apply_channel.send(entry)
+        self.raw_node.advance(ready)
+
+    def _soft_state_changed(self, soft: SoftState) -> None:
+        was_leader = self.role is Role.LEADER
+        self.role, self.leader = soft.role, soft.leader
+        if soft.role is Role.LEADER and not was_leader:
+            # The no-op of our term is the last entry now: until it is applied, earlier
+            # terms' entries may still be in flight and we must not build on them.
+            self.term_start_index = self.raw_node.status().last_index
+        self._log.info("raft role", role=soft.role.name.lower(), leader=soft.leader,
+                       term=self.raw_node.status().hard_state.term)
+        self._on_soft_state(soft)
+
+    def _apply_conf_change(self, entry: Entry) -> None:
+        try:
+            change = decode_conf_change(entry.data)
+        except DecodeError as error:  # committed, so every node skips it alike
+            self._log.error("undecodable conf change skipped", index=entry.index,
+                            error=str(error))
+            return
+        conf_state = self.raw_node.apply_conf_change(change)
+        self._storage.set_conf_state(conf_state, index=entry.index, sync=True)
+        self._log.info("membership changed", index=entry.index, voters=list(conf_state.voters),
+                       learners=list(conf_state.learners),
+                       joint=bool(conf_state.voters_outgoing))
+
+    async def _send(self, messages: tuple[Message, ...]) -> None:
+        by_peer: dict[int, list[Message]] = {}
+        for message in messages:
+            by_peer.setdefault(message.to, []).append(message)
+        for node_id, batch in by_peer.items():
+            peer_id = self._peer_of(node_id)
+            if peer_id is None:
+                self.raw_node.report_unreachable(node_id)
+                continue
+            for start in range(0, len(batch), FRAME_MESSAGES_MAX):
+                frame = encode_messages(batch[start : start + FRAME_MESSAGES_MAX])
+                if not await self._transport.send_frame(peer_id, frame):
+                    self.raw_node.report_unreachable(node_id)
+                    break
+
+    async def _snapshot_and_compact(self, snapshot_index: int, data: bytes) -> None:
+        conf_state = self.raw_node.status().conf_state
+        if snapshot_index <= self._last_snapshot_index:
+            return
+
+        def work() -> None:
+            self._storage.create_snapshot(snapshot_index, conf_state, data)
+            compact_to = snapshot_index - self._compaction_margin_entries
+            if compact_to > self._storage.first_index():
+                self._storage.compact(compact_to)
+
+        await trio.to_thread.run_sync(work)
+        self._last_snapshot_index = snapshot_index
+        self._log.info("snapshot taken", index=snapshot_index)

@@ -1,0 +1,86 @@
+"""The node's own wire messages (on the sync request/response protocol and gossip).
+
+Canonical Structs like everything else; each request kind has its response. Sizes are
+capped so one request never makes a node read or send without bound.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ledger import limits
+from ledger.codec import Bytes, Enum, ListOf, Struct, Text, UInt, decode
+
+# Blocks per sync response: bounded by count and by SYNC_RESPONSE_BYTES_MAX, whichever
+# comes first (a block is at most block_max_bytes, 8 MiB by config validation).
+SYNC_BLOCKS_PER_RESPONSE_MAX = 256
+SYNC_RESPONSE_BYTES_MAX = 4 * 1_048_576
+# A forwarded tx batch is one block's worth at most.
+FORWARD_TXS_MAX = 5_000
+# Gossip messages must stay under libp2p's ~1 MiB silent-drop limit (MEASUREMENTS.md).
+GOSSIP_BYTES_MAX = 900 * 1024
+MESSAGE_BYTES_MAX = limits.BLOB_SIZE_BYTES_MAX
+
+
+class RequestKind(enum.IntEnum):
+    GET_HEAD = 1
+    GET_BLOCKS = 2
+    FORWARD_TXS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Request(Struct):
+    kind: RequestKind
+    from_height: int
+    to_height: int
+    txs: tuple[bytes, ...]
+
+    SCHEMA = (
+        ("kind", Enum(RequestKind)),
+        ("from_height", UInt()),
+        ("to_height", UInt()),
+        ("txs", ListOf(Bytes(maximum=limits.TX_SIZE_BYTES_MAX), maximum=FORWARD_TXS_MAX)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Head(Struct):
+    height: int
+    block_hash: bytes
+
+    SCHEMA = (("height", UInt()), ("block_hash", Bytes(32)))
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRange(Struct):
+    blocks: tuple[bytes, ...]
+
+    SCHEMA = (
+        ("blocks", ListOf(Bytes(maximum=limits.BLOB_SIZE_BYTES_MAX),
+                          maximum=SYNC_BLOCKS_PER_RESPONSE_MAX)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardResult(Struct):
+    codes: tuple[int, ...]
+    messages: tuple[str, ...]
+
+    SCHEMA = (
+        ("codes", ListOf(UInt(maximum=65535), maximum=FORWARD_TXS_MAX)),
+        ("messages", ListOf(Text(maximum=512), maximum=FORWARD_TXS_MAX)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TxBatch(Struct):
+    txs: tuple[bytes, ...]
+
+    SCHEMA = (
+        ("txs", ListOf(Bytes(maximum=limits.TX_SIZE_BYTES_MAX), maximum=FORWARD_TXS_MAX)),
+    )
+
+
+def decode_message(struct_class: type[Struct], data: bytes) -> Struct:
+    return decode(struct_class, data, size_bytes_max=MESSAGE_BYTES_MAX)

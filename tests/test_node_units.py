@@ -1,0 +1,91 @@
+"""Node pieces that need no network: mempool, config, key files, wire messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from factories import signed
+from ledger.crypto import SigningKey
+from ledger.errors import ConfigError
+from ledger.results import ResultCode
+from ledger.txtypes import TxType
+from node.config import config_from_dict, load_config, render_config
+from node.keys import raft_node_id, read_key_file, write_key_file
+from node.mempool import Mempool, order_by_nonce
+
+
+def test_mempool_dedupes_bounds_and_orders_by_nonce() -> None:
+    key_a, key_b = SigningKey(bytes([1]) * 32), SigningKey(bytes([2]) * 32)
+    a3, a1, b1, a2 = (signed(key=key_a, nonce=3), signed(key=key_a, nonce=1),
+                      signed(key=key_b, nonce=1), signed(key=key_a, nonce=2))
+    pool = Mempool(max_txs=4, max_bytes=10_000)
+    for tx in (a3, a1, b1, a2):
+        assert pool.add(tx) is ResultCode.OK
+    assert pool.add(a1) is ResultCode.DUPLICATE
+    assert pool.add(signed(key=key_b, nonce=9)) is ResultCode.MEMPOOL_FULL
+    chosen = pool.select(max_txs=10, max_bytes=10_000)
+    # signer A's slots (0, 1, 3) get nonces 1, 2, 3; B keeps its slot.
+    assert [tx.nonce for tx in chosen] == [1, 2, 1, 3]
+    assert [tx.signer for tx in chosen] == [key_a.public_key] * 2 + [key_b.public_key, key_a.public_key]
+    assert pool.select(max_txs=10, max_bytes=10_000) == []  # all in flight
+    assert pool.release_inflight([a1.tx_id]) == 1
+    assert pool.select(max_txs=10, max_bytes=10_000) == [a1]
+    assert pool.remove_committed([a1.tx_id, a2.tx_id]) == 2
+    assert len(pool) == 2 and pool.size_bytes == len(a3.raw) + len(b1.raw)
+    pool.release_inflight()
+    assert {tx.tx_id for tx in pool.select(max_txs=1, max_bytes=10_000)} <= {a3.tx_id, b1.tx_id}
+
+
+def test_mempool_byte_bound() -> None:
+    tx = signed()
+    pool = Mempool(max_txs=100, max_bytes=len(tx.raw))
+    assert pool.add(tx) is ResultCode.OK
+    assert pool.add(signed(nonce=2)) is ResultCode.MEMPOOL_FULL
+
+
+def test_order_by_nonce_keeps_other_signers_in_place() -> None:
+    key = SigningKey(bytes([3]) * 32)
+    txs = [signed(key=key, nonce=n) for n in (5, 4)] + [signed(TxType.VOTE)]
+    assert [tx.nonce for tx in order_by_nonce(txs)] == [4, 5, 1]
+
+
+def test_config_defaults_env_overrides_and_errors(tmp_path: Path) -> None:
+    config = config_from_dict({}, environ={})
+    assert config.rpc.host == "127.0.0.1" and config.consensus.tick_ms == 50
+    config = config_from_dict({"rpc": {"port": 9000}},
+                              environ={"MEDLEDGER_RPC_PORT": "9100",
+                                       "MEDLEDGER_P2P_BOOTSTRAP": "/ip4/1/tcp/2,/ip4/3/tcp/4"})
+    assert config.rpc.port == 9100
+    assert config.p2p.bootstrap == ("/ip4/1/tcp/2", "/ip4/3/tcp/4")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) prot"):
+        config_from_dict({"rpc": {"prot": 1}}, environ={})
+    with pytest.raises(ConfigError, match="unknown section"):
+        config_from_dict({"rcp": {}}, environ={})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        config_from_dict({"rpc": {"port": "x"}}, environ={})
+    with pytest.raises(ConfigError, match="election_ticks"):
+        config_from_dict({"consensus": {"election_ticks": 1}}, environ={})
+    path = tmp_path / "node.toml"
+    path.write_text(render_config(config))
+    assert load_config(path, environ={}).rpc == config.rpc
+    path.write_text("[rpc\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_key_files(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    write_key_file(tmp_path / "node.key", key)
+    assert read_key_file(tmp_path / "node.key") == key
+    assert (tmp_path / "node.key").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        write_key_file(tmp_path / "node.key", key)
+    (tmp_path / "bad.key").write_text("zz")
+    with pytest.raises(ConfigError, match="not hex"):
+        read_key_file(tmp_path / "bad.key")
+    assert raft_node_id(key.public_key) == raft_node_id(key.public_key) > 0
+    assert raft_node_id(key.public_key) != raft_node_id(SigningKey.generate().public_key)
