@@ -543,9 +543,10 @@ class Raft:
             self.become_follower(self.term + 1, NO_NODE)
             return False
         conf_state = metadata.conf_state
-        if self.id not in (*conf_state.voters, *conf_state.learners, *conf_state.voters_outgoing):
-            self.logger.warning("ignored a snapshot that does not include us", node=self.id)
-            return False
+        # Unlike etcd, a snapshot whose configuration does not include us is installed: a
+        # node added after the leader's latest snapshot gets exactly that, and catches up
+        # to the change that adds it from the log, as a joining node does from the
+        # bootstrap configuration (no code here assumes we are in the configuration).
         if confchange.conf_state_problem(conf_state) is not None:
             self.logger.warning("ignored a snapshot with an invalid configuration", node=self.id)
             return False
