@@ -94,7 +94,8 @@ class InteractionEnvironment:
 
     def take_output(self) -> str:
         text = "\n".join(self.output)
-        self.output = []
+        # Cleared in place: the nodes' loggers write into this same list.
+        self.output.clear()
         return text
 
     # ------------------------------------------------------------------ nodes
