@@ -1,0 +1,573 @@
+"""The node's Transport over py-libp2p 0.8.1: Noise + yamux on TCP, one supervised raft
+stream per validator pair, GossipSub, and a request/response sync protocol.
+
+Run it as a Trio service::
+
+    transport = Libp2pTransport(seed=key.seed, listen="/ip4/127.0.0.1/tcp/0",
+                                bootstrap=[...], open_for_observers=False,
+                                validators={...})
+    addresses = await nursery.start(transport.run)   # full multiaddrs with /p2p/<id>
+
+Who may do what:
+- A node whose own peer id is in the validator set is a validator: it keeps one raft
+  stream to every other validator. Any other node is an observer: it gossips and syncs
+  but sends no raft frames and refuses inbound raft streams.
+- Raft streams are accepted only from validators.
+- ``open_for_observers=False`` admits only validators at all: a gate inside the Noise
+  handshake refuses every other peer (both directions), so an unknown peer never gets a
+  connection, let alone a protocol. Per-protocol checks (gossip, sync) are a second wall.
+- ``open_for_observers=True`` admits any peer that completes Noise to gossip and sync.
+
+MEASUREMENTS.md lists 11 pitfalls of py-libp2p 0.8.1; each is mended here or in the
+p2p_* modules, where the mend lives beside the code it concerns:
+ 1. Noise only in ``sec_opt`` (the default also offers plaintext, secio and TLS).
+ 2. ``ConnectionConfig(max_connections_per_peer=1)`` (a connect then takes ~5 ms, not
+    250 ms).
+ 3. GossipSub tuned: spam protection and adaptive gossip off, 1 s heartbeat (p2p_gossip).
+ 4. Publishing paced on libp2p's own per-peer queue depth; subscriptions drained at once
+    (p2p_gossip).
+ 5. Gossip over GOSSIP_MESSAGE_BYTES_MAX refused with MessageTooLargeError (p2p_gossip).
+ 6. Pubsub and GossipSub services are started before ``host.run()`` (``run`` below).
+ 7. Shutdown: publishing stops, raft links close and every peer is disconnected before
+    the libp2p service contexts are left (``run`` below).
+ 8. Raft streams are supervised: write deadline, read inactivity with keepalives, resets;
+    then disconnect, unblock and redial (p2p_raft).
+ 9. ``unblock_peer`` before every dial, so the 60 s failed-dial cache never refuses a
+    known peer (``_dial`` below and p2p_raft).
+10. ``PY_YAMUX_RELEASE_ON_READ=0`` is set in the environment below, before libp2p is
+    imported, unless the operator set it (yamux reads it at call time).
+11. Message ids stay from+seqno, which is sound with StrictSign on (p2p_gossip).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Pitfall 10: yamux sends a window update per read by default; off, it roughly doubles
+# throughput (measured again here: 21 -> 30 MB/s for 1 MiB frames, 830 -> 1,040 small
+# frames/s). Must be in the environment before libp2p's yamux runs; an operator's own
+# value wins.
+os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+
+import contextlib
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import INotifee
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.identity_utils import create_identity_from_seed
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.security.exceptions import HandshakeFailure
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+
+from ledger.errors import ConfigError
+from node.logs import get_logger
+from node.p2p_framing import STREAM_CLEANUP_S_MAX, cleanup_scope, reset_quietly
+from node.p2p_gossip import Gossip, GossipStatistics
+from node.p2p_identity import peer_id_from_public_key, peer_id_from_seed
+from node.p2p_limits import (
+    CONNECTIONS_MAX,
+    GOSSIP_MESSAGE_BYTES_MAX,
+    RAFT_FRAME_BYTES_MAX,
+    RAFT_PROTOCOL,
+    SYNC_PROTOCOL,
+    SYNC_REQUEST_BYTES_MAX,
+    SYNC_RESPONSE_BYTES_MAX,
+    Timings,
+)
+from node.p2p_raft import Backoff, LinkStatistics, RaftLink
+from node.p2p_sync import SyncClient, SyncServer
+from node.transport import (
+    FrameHandler,
+    GossipHandler,
+    MessageTooLargeError,
+    PeerState,
+    RequestHandler,
+    TransportClosedError,
+)
+
+__all__ = [
+    "GOSSIP_MESSAGE_BYTES_MAX",
+    "RAFT_FRAME_BYTES_MAX",
+    "RAFT_PROTOCOL",
+    "SYNC_PROTOCOL",
+    "SYNC_REQUEST_BYTES_MAX",
+    "SYNC_RESPONSE_BYTES_MAX",
+    "Libp2pTransport",
+    "Timings",
+    "peer_id_from_public_key",
+    "peer_id_from_seed",
+]
+
+# A connection that lived this long was healthy: the keeper's backoff starts afresh.
+STABLE_CONNECTION_S = 10.0
+# Dial backoff for peers we know no address of (they may still dial us).
+NO_ADDRESS_RETRY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TransportStatistics:
+    links: dict[str, LinkStatistics]
+    gossip: GossipStatistics
+    sync_served: int
+    sync_refused: int
+    frames_without_handler: int
+
+
+class _AdmittingNoise(NoiseTransport):
+    """Noise with a gate after the handshake: the remote peer id is authenticated there,
+    so a peer that is not admitted is refused before any muxer or protocol runs."""
+
+    def __init__(self, key_pair: Any, transport: Libp2pTransport) -> None:
+        super().__init__(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+        self._transport = transport
+
+    async def secure_inbound(self, conn: Any) -> Any:
+        secured = await super().secure_inbound(conn)
+        await self._admit(secured, "inbound")
+        return secured
+
+    async def secure_outbound(self, conn: Any, peer_id: Any) -> Any:
+        secured = await super().secure_outbound(conn, peer_id)
+        await self._admit(secured, "outbound")
+        return secured
+
+    async def _admit(self, secured: Any, direction: str) -> None:
+        peer_id = secured.get_remote_peer().to_base58()
+        if self._transport.admitted(peer_id):
+            return
+        self._transport.log.warning("connection refused: peer not admitted", peer=peer_id,
+                                    direction=direction)
+        with cleanup_scope(STREAM_CLEANUP_S_MAX), contextlib.suppress(Exception):
+            await secured.close()  # the socket may already be gone
+        raise HandshakeFailure(f"peer {peer_id} is not admitted")
+
+
+class _ConnectivityNotifee(INotifee):
+    def __init__(self, transport: Libp2pTransport) -> None:
+        self._transport = transport
+
+    async def connected(self, network: Any, conn: Any) -> None:
+        self._transport.connectivity_changed()
+
+    async def disconnected(self, network: Any, conn: Any) -> None:
+        self._transport.connectivity_changed()
+
+    async def opened_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def closed_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def listen(self, network: Any, multiaddr: Any) -> None:
+        pass
+
+    async def listen_close(self, network: Any, multiaddr: Any) -> None:
+        pass
+
+
+class Libp2pTransport:
+    def __init__(
+        self,
+        *,
+        seed: bytes,
+        listen: str = "/ip4/127.0.0.1/tcp/0",
+        bootstrap: Iterable[str] = (),
+        open_for_observers: bool = True,
+        validators: Iterable[str] = (),
+        timings: Timings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._seed = seed
+        self._peer_id = peer_id_from_seed(seed)
+        self._listen = listen
+        self._bootstrap = _parse_bootstrap(bootstrap, self._peer_id)
+        self._open_for_observers = open_for_observers
+        self._validators = set(validators)
+        self._timings = timings or Timings()
+        self._rng = rng or random.Random()
+        self.log = get_logger(component="p2p", node=self._peer_id)
+        self._frame_handler: FrameHandler | None = None
+        self._gossip_handlers: dict[str, GossipHandler] = {}
+        self._request_handler: RequestHandler | None = None
+        self._host: Any = None
+        self._gossip: Gossip | None = None
+        self._sync_client: SyncClient | None = None
+        self._sync_server: SyncServer | None = None
+        self._nursery: trio.Nursery | None = None
+        self._links: dict[str, RaftLink] = {}
+        self._link_scopes: dict[str, trio.CancelScope] = {}
+        self._keeper_scopes: dict[str, trio.CancelScope] = {}
+        self._subscribed: set[str] = set()
+        self._connectivity = trio.Event()
+        self._admission = trio.Event()
+        self._frames_without_handler = 0
+
+    # ================================================================ Transport
+
+    @property
+    def peer_id(self) -> str:
+        return self._peer_id
+
+    @property
+    def listen_addresses(self) -> tuple[str, ...]:
+        if self._host is None or self._nursery is None:
+            return ()
+        return tuple(str(address) for address in self._host.get_addrs())
+
+    @property
+    def is_validator(self) -> bool:
+        return self._peer_id in self._validators
+
+    def admitted(self, peer_id: str) -> bool:
+        """May ``peer_id`` connect, gossip and sync with us?"""
+        return self._open_for_observers or peer_id in self._validators
+
+    def set_validators(self, peer_ids: set[str]) -> None:
+        self._validators = set(peer_ids)
+        self._admission.set()
+        self._admission = trio.Event()
+        self._reconcile()
+
+    async def send_frame(self, peer_id: str, frame: bytes) -> bool:
+        if len(frame) > RAFT_FRAME_BYTES_MAX:
+            raise MessageTooLargeError(
+                f"raft frame of {len(frame)} bytes > {RAFT_FRAME_BYTES_MAX}: batch smaller"
+            )
+        assert frame, "an empty frame is the keepalive: raft frames are never empty"
+        link = self._links.get(peer_id)
+        return link is not None and link.send_nowait(frame)
+
+    def on_frame(self, handler: FrameHandler) -> None:
+        self._frame_handler = handler
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        if self._gossip is None or self._nursery is None:
+            raise TransportClosedError("the p2p transport is not running")
+        await self._gossip.publish(topic, data)
+
+    def on_gossip(self, topic: str, handler: GossipHandler) -> None:
+        self._gossip_handlers[topic] = handler
+        if self._gossip is not None:
+            self._gossip.set_handler(topic, handler)
+        self._subscribe_pending()
+
+    async def request(self, peer_id: str, data: bytes, *, timeout_s: float = 10.0) -> bytes:
+        if self._sync_client is None or self._nursery is None:
+            raise TransportClosedError("the p2p transport is not running")
+        return await self._sync_client.request(peer_id, data, timeout_s=timeout_s)
+
+    def on_request(self, handler: RequestHandler) -> None:
+        self._request_handler = handler
+        if self._sync_server is not None:
+            self._sync_server.handler = handler
+
+    def peers(self) -> list[PeerState]:
+        known = (self._validators | set(self._bootstrap) | self._connected_peers()) - {
+            self._peer_id
+        }
+        states = []
+        for peer_id in sorted(known):
+            link = self._links.get(peer_id)
+            states.append(PeerState(
+                peer_id=peer_id,
+                addresses=tuple(str(address) for address in self._dial_addresses(peer_id)),
+                connected=self.is_connected(peer_id),
+                raft_stream=link is not None and link.stream_up,
+            ))
+        return states
+
+    # ================================================================ views for operators
+
+    def statistics(self) -> TransportStatistics:
+        return TransportStatistics(
+            links={peer: link.statistics for peer, link in self._links.items()},
+            gossip=self._gossip.statistics if self._gossip else GossipStatistics(),
+            sync_served=self._sync_server.served if self._sync_server else 0,
+            sync_refused=self._sync_server.refused if self._sync_server else 0,
+            frames_without_handler=self._frames_without_handler,
+        )
+
+    def gossip_mesh_peers(self, topic: str) -> set[str]:
+        return self._gossip.mesh_peers(topic) if self._gossip else set()
+
+    def gossip_topic_peers(self, topic: str) -> set[str]:
+        return self._gossip.topic_peers(topic) if self._gossip else set()
+
+    # ================================================================ service
+
+    async def run(
+        self, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen, dial, serve; ``task_status.started`` gets the listen addresses (full
+        multiaddrs with /p2p/<peer id>). Cancel to stop: peers are disconnected within
+        ``timings.shutdown_grace_s``."""
+        assert self._host is None, "a transport runs once"
+        host = self._host = self._build_host()
+        gossip = self._gossip = Gossip(host, timings=self._timings, log=self.log,
+                                       is_admitted=self.admitted)
+        for topic, handler in self._gossip_handlers.items():
+            gossip.set_handler(topic, handler)
+        self._sync_client = SyncClient(host, timings=self._timings)
+        self._sync_server = SyncServer(timings=self._timings, log=self.log,
+                                       is_admitted=self.admitted)
+        self._sync_server.handler = self._request_handler
+        host.set_stream_handler(TProtocol(RAFT_PROTOCOL), self._handle_raft_stream)
+        host.set_stream_handler(TProtocol(SYNC_PROTOCOL), self._sync_server.handle_stream)
+        host.get_network().register_notifee(_ConnectivityNotifee(self))
+        # Pitfall 6: Pubsub and GossipSub run before the host listens.
+        async with (
+            background_trio_service(gossip.pubsub),
+            background_trio_service(gossip.router),
+            host.run([multiaddr.Multiaddr(self._listen)]),
+        ):
+            await gossip.pubsub.wait_until_ready()
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._subscribe_pending()
+                    self._reconcile()
+                    self.log.info("p2p transport listening", addresses=self.listen_addresses,
+                                  validator=self.is_validator,
+                                  open_for_observers=self._open_for_observers)
+                    task_status.started(self.listen_addresses)
+                    await trio.sleep_forever()
+            finally:
+                self._nursery = None
+                await self._disconnect_all()
+        self.log.info("p2p transport stopped")
+
+    def _build_host(self) -> Any:
+        key_pair = create_identity_from_seed(self._seed)
+        return new_host(
+            key_pair=key_pair,
+            sec_opt={TProtocol(NOISE_PROTOCOL_ID): _AdmittingNoise(key_pair, self)},  # pitfall 1
+            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+            listen_addrs=[multiaddr.Multiaddr(self._listen)],
+            connection_config=ConnectionConfig(
+                max_connections_per_peer=1,  # pitfall 2
+                max_connections=CONNECTIONS_MAX,
+                high_watermark=CONNECTIONS_MAX,
+                # No automatic dialing of peerstore entries: we dial configured peers.
+                min_connections=0,
+                low_watermark=0,
+                # A duplicate connection (both ends dialed at once) is trimmed at once.
+                grace_period=0.0,
+                dial_timeout=self._timings.dial_timeout_s,
+            ),
+        )
+
+    async def _disconnect_all(self) -> None:
+        """Pitfall 7: with our tasks gone (no publishing, links closed), disconnect every
+        peer before libp2p's service contexts are left, shielded but bounded."""
+        with cleanup_scope(self._timings.shutdown_grace_s) as scope:
+            for peer_id in self._connected_peers():
+                try:
+                    await self._host.disconnect(ID.from_base58(peer_id))
+                except Exception as error:  # the connection may be closing already
+                    self.log.debug("disconnect at shutdown failed", peer=peer_id,
+                                   error=repr(error))
+        if scope.cancelled_caught:
+            self.log.warning("p2p shutdown grace period ran out while disconnecting")
+
+    # ================================================================ raft links
+
+    def _reconcile(self) -> None:
+        """Start and stop raft links and connection keepers to match the validator set."""
+        if self._nursery is None:
+            return
+        others = self._validators - {self._peer_id}
+        wanted_links = others if self.is_validator else set()
+        for peer_id in set(self._links) - wanted_links:
+            self._link_scopes.pop(peer_id).cancel()
+            del self._links[peer_id]
+            self.log.info("raft link removed", peer=peer_id)
+        for peer_id in sorted(wanted_links - set(self._links)):
+            self._start_link(peer_id)
+        wanted_keepers = others | set(self._bootstrap)
+        for peer_id in set(self._keeper_scopes) - wanted_keepers:
+            self._keeper_scopes.pop(peer_id).cancel()
+        for peer_id in sorted(wanted_keepers - set(self._keeper_scopes)):
+            self._keeper_scopes[peer_id] = self._start_task(self._keep_connected, peer_id)
+        if not self._open_for_observers:
+            for peer_id in self._connected_peers() - self._validators:
+                self._start_task(self._drop_not_admitted, peer_id)
+
+    def _start_link(self, peer_id: str) -> None:
+        link = RaftLink(
+            peer_id=peer_id,
+            opener=self._peer_id < peer_id,
+            host=self,
+            deliver=self._deliver_frame,
+            timings=self._timings,
+            log=self.log,
+            rng=self._rng,
+        )
+        self._links[peer_id] = link
+        self._link_scopes[peer_id] = self._start_task(link.run)
+
+    def _start_task(self, function: Any, *args: Any) -> trio.CancelScope:
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+
+        async def scoped() -> None:
+            with scope:
+                await function(*args)
+
+        self._nursery.start_soon(scoped)
+        return scope
+
+    async def _deliver_frame(self, peer_id: str, frame: bytes) -> None:
+        handler = self._frame_handler
+        if handler is None:
+            self._frames_without_handler += 1
+            return
+        await handler(peer_id, frame)
+
+    async def _handle_raft_stream(self, stream: Any) -> None:
+        peer_id = stream.muxed_conn.peer_id.to_base58()
+        link = self._links.get(peer_id)
+        if link is None or link.opener:
+            reason = ("we open raft streams to this peer" if link is not None
+                      else "not a validator" if self.is_validator else "we are an observer")
+            self.log.warning("raft stream refused", peer=peer_id, reason=reason)
+            await reset_quietly(stream)
+            return
+        await link.adopt(stream)
+
+    # ---------------------------------------------------------------- LinkHost
+
+    async def wait_connected(self, peer_id: str) -> None:
+        while not self.is_connected(peer_id):
+            await self._connectivity.wait()
+
+    async def open_raft_stream(self, peer_id: str) -> Any:
+        return await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(RAFT_PROTOCOL)])
+
+    async def drop_connection(self, peer_id: str) -> None:
+        """Disconnect and clear the failed-dial cache, so the keeper redials at once
+        (pitfalls 8 and 9)."""
+        peer = ID.from_base58(peer_id)
+        try:
+            await self._host.disconnect(peer)
+        except Exception as error:  # already disconnected or closing
+            self.log.debug("disconnect failed", peer=peer_id, error=repr(error))
+        self._host.get_network().unblock_peer(peer)
+
+    # ================================================================ connectivity
+
+    def connectivity_changed(self) -> None:
+        self._connectivity.set()
+        self._connectivity = trio.Event()
+
+    def is_connected(self, peer_id: str) -> bool:
+        if self._host is None:
+            return False
+        try:
+            connections = self._host.get_network().get_connections(ID.from_base58(peer_id))
+        except Exception:  # not a peer id libp2p can parse
+            return False
+        return any(not connection.is_closed for connection in connections)
+
+    def _connected_peers(self) -> set[str]:
+        if self._host is None:
+            return set()
+        return {peer.to_base58() for peer in self._host.get_connected_peers()}
+
+    async def _keep_connected(self, peer_id: str) -> None:
+        """Keep a connection to ``peer_id`` (a bootstrap peer or a validator): dial with
+        backoff while it is down."""
+        backoff = Backoff(initial_s=self._timings.redial_backoff_initial_s,
+                          maximum_s=self._timings.redial_backoff_max_s, rng=self._rng)
+        log = self.log.bind(peer=peer_id)
+        while True:
+            if not self.admitted(peer_id):
+                await self._admission.wait()
+            elif self.is_connected(peer_id):
+                connected_at = trio.current_time()
+                while self.is_connected(peer_id):
+                    await self._connectivity.wait()
+                log.info("peer disconnected")
+                if trio.current_time() - connected_at >= STABLE_CONNECTION_S:
+                    backoff.reset()
+                await backoff.wait()
+            elif self._dials_second(peer_id):
+                await trio.sleep(self._timings.acceptor_dial_delay_s)
+                if not self.is_connected(peer_id) and not await self._dial(peer_id, log):
+                    await backoff.wait()
+            elif not await self._dial(peer_id, log):
+                await backoff.wait()
+
+    def _dials_second(self, peer_id: str) -> bool:
+        """Of two validators, the one that accepts the raft stream dials after a delay."""
+        return self.is_validator and peer_id in self._validators and peer_id < self._peer_id
+
+    async def _dial(self, peer_id: str, log: Any) -> bool:
+        addresses = self._dial_addresses(peer_id)
+        if not addresses:
+            log.debug("no address to dial")
+            await trio.sleep(NO_ADDRESS_RETRY_S)
+            return False
+        peer = ID.from_base58(peer_id)
+        self._host.get_network().unblock_peer(peer)  # pitfall 9
+        try:
+            with trio.fail_after(self._timings.dial_timeout_s):
+                await self._host.connect(PeerInfo(peer, addresses))
+        except Exception as error:  # refused, unreachable, timed out, handshake failed
+            log.info("dial failed", error=repr(error))
+            return False
+        log.info("peer connected")
+        return True
+
+    def _dial_addresses(self, peer_id: str) -> list[Any]:
+        addresses = list(self._bootstrap.get(peer_id, ()))
+        if self._host is not None:
+            try:
+                known = self._host.get_peerstore().addrs(ID.from_base58(peer_id))
+            except Exception:  # libp2p raises when the peer store has no entry
+                known = []
+            addresses.extend(address for address in known if address not in addresses)
+        return addresses
+
+    async def _drop_not_admitted(self, peer_id: str) -> None:
+        self.log.info("disconnecting a peer no longer admitted", peer=peer_id)
+        with trio.move_on_after(self._timings.shutdown_grace_s):
+            await self.drop_connection(peer_id)
+
+    # ================================================================ gossip topics
+
+    def _subscribe_pending(self) -> None:
+        if self._nursery is None or self._gossip is None:
+            return
+        for topic in sorted(set(self._gossip_handlers) - self._subscribed):
+            self._subscribed.add(topic)
+            self._nursery.start_soon(self._gossip.subscribe_and_drain, topic)
+
+
+def _parse_bootstrap(entries: Iterable[str], own_peer_id: str) -> dict[str, list[Any]]:
+    """Bootstrap multiaddrs by peer id; entries naming ourselves are skipped (a devnet may
+    hand every node the same list)."""
+    by_peer: dict[str, list[Any]] = {}
+    for entry in entries:
+        try:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(entry))
+        except Exception as error:
+            raise ConfigError(
+                f"bootstrap address {entry!r} is not a multiaddr with /p2p/<peer id>: {error}"
+            ) from None
+        peer_id = info.peer_id.to_base58()
+        if peer_id != own_peer_id:
+            by_peer.setdefault(peer_id, []).extend(info.addrs)
+    return by_peer

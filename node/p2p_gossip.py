@@ -1,0 +1,204 @@
+"""GossipSub over libp2p Pubsub, tuned and guarded (MEASUREMENTS.md, py-libp2p 0.8.1).
+
+- Tuned router (pitfall 3): spam protection off (it silently drops beyond 10 messages/s per
+  topic and sender, ourselves included), adaptive gossip off (it resets the heartbeat),
+  ~1 s heartbeats (the default is 120 s). Eclipse protection is off too: it wants meshes
+  spread over 3+ IP addresses, while a consortium's peers are known and authenticated and
+  a devnet runs on one address. Peer exchange is off: we dial only configured peers.
+- Signing on (StrictSign, pitfall 11): every message carries its origin's signature and
+  Pubsub checks it before our validator runs.
+- The registered GossipHandler *is* the topic validator: it is called once per message
+  (concurrent copies of one message from two peers share one call) with the origin's peer
+  id; False, an exception or a timeout rejects the message, which is then neither
+  delivered to our subscription nor forwarded. Our own messages are not handed back.
+- Subscriptions are drained at once by a task per topic (pitfall 4: libp2p buffers 32
+  messages per subscription and drops the rest with a warning). The handler already ran,
+  so draining only counts.
+- publish refuses data over GOSSIP_MESSAGE_BYTES_MAX (pitfall 5: libp2p drops RPCs over
+  1 MiB silently; the caller chunks) and is paced: one publisher at a time, and only while
+  every peer's libp2p outbound queue has room (pitfall 4: 32 entries, then silent drops).
+- Inbound pubsub streams from peers that are not admitted are reset (the connection gate
+  already refuses them on a closed node; this is the second wall).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+
+from node.p2p_framing import reset_quietly
+from node.p2p_limits import (
+    GOSSIP_MESSAGE_BYTES_MAX,
+    GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX,
+    GOSSIP_RECENT_VALIDATIONS_MAX,
+    Timings,
+)
+from node.transport import GossipBackpressureError, GossipHandler, MessageTooLargeError
+
+# meshsub 1.2, 1.1 and 1.0: what py-libp2p interoperates on (MEASUREMENTS.md). The 1.3+
+# extensions are left out until something needs them.
+GOSSIP_PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID)
+# Mesh degree: the GossipSub defaults (D=6, D_low=4, D_high=12).
+MESH_DEGREE = 6
+MESH_DEGREE_LOW = 4
+MESH_DEGREE_HIGH = 12
+# How often publish looks again at peers' outbound queues while they are full.
+PUBLISH_POLL_S = 0.002
+
+
+@dataclass
+class _Validation:
+    accepted: bool = False
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+@dataclass
+class GossipStatistics:
+    published: int = 0
+    delivered: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    publish_waits: int = 0
+
+
+class Gossip:
+    def __init__(
+        self,
+        host: Any,
+        *,
+        timings: Timings,
+        log: Any,
+        is_admitted: Callable[[str], bool],
+    ) -> None:
+        self._host = host
+        self._timings = timings
+        self._log = log
+        self._is_admitted = is_admitted
+        self._self_id = host.get_id()
+        self.router = GossipSub(
+            protocols=[TProtocol(protocol) for protocol in GOSSIP_PROTOCOLS],
+            degree=MESH_DEGREE,
+            degree_low=MESH_DEGREE_LOW,
+            degree_high=MESH_DEGREE_HIGH,
+            heartbeat_initial_delay=0.1,
+            heartbeat_interval=timings.gossip_heartbeat_interval_s,
+            do_px=False,
+            adaptive_gossip_enabled=False,
+            spam_protection_enabled=False,
+            eclipse_protection_enabled=False,
+        )
+        self.pubsub = Pubsub(
+            host,
+            self.router,
+            strict_signing=True,
+            validation_timeout=timings.gossip_validation_timeout_s,
+        )
+        for protocol in self.router.get_protocols():  # replaces Pubsub's own handler
+            host.set_stream_handler(protocol, self._gated_stream_handler)
+        self._handlers: dict[str, GossipHandler] = {}
+        self._recent: OrderedDict[bytes, _Validation] = OrderedDict()
+        self._publish_lock = trio.Lock()
+        self.statistics = GossipStatistics()
+
+    # ------------------------------------------------------------------ handlers
+
+    def set_handler(self, topic: str, handler: GossipHandler) -> None:
+        self._handlers[topic] = handler
+
+    async def subscribe_and_drain(self, topic: str) -> None:
+        """Subscribe to ``topic`` and drain its subscription for as long as we run."""
+        async def validator(forwarder: ID, message: Any) -> bool:
+            return await self._validate(topic, message)
+
+        self.pubsub.set_topic_validator(topic, validator, True)
+        subscription = await self.pubsub.subscribe(topic)
+        self._log.info("gossip topic subscribed", topic=topic)
+        while True:
+            await subscription.get()
+            self.statistics.delivered += 1
+
+    async def _validate(self, topic: str, message: Any) -> bool:
+        origin = ID(message.from_id)
+        if origin == self._self_id:
+            return True  # our own publish: not handed back to our handler
+        message_id = self.pubsub.get_message_id(message)
+        earlier = self._recent.get(message_id)
+        if earlier is not None:
+            await earlier.done.wait()
+            return earlier.accepted
+        validation = _Validation()
+        self._recent[message_id] = validation
+        while len(self._recent) > GOSSIP_RECENT_VALIDATIONS_MAX:
+            self._recent.popitem(last=False)
+        try:
+            validation.accepted = await self._call_handler(topic, origin.to_base58(), message.data)
+        finally:
+            validation.done.set()
+        return validation.accepted
+
+    async def _call_handler(self, topic: str, origin: str, data: bytes) -> bool:
+        handler = self._handlers.get(topic)
+        accepted = False
+        if handler is not None:
+            try:
+                accepted = bool(await handler(origin, data))
+            except Exception:  # a handler bug must not take libp2p's pubsub down
+                self._log.exception("gossip handler failed", topic=topic, origin=origin)
+        if accepted:
+            self.statistics.accepted += 1
+        else:
+            self.statistics.rejected += 1
+        return accepted
+
+    async def _gated_stream_handler(self, stream: Any) -> None:
+        peer_id = stream.muxed_conn.peer_id.to_base58()
+        if not self._is_admitted(peer_id):
+            self._log.warning("gossip stream from a peer not admitted refused", peer=peer_id)
+            await reset_quietly(stream)
+            return
+        await self.pubsub.stream_handler(stream)
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        if len(data) > GOSSIP_MESSAGE_BYTES_MAX:
+            raise MessageTooLargeError(
+                f"gossip message of {len(data)} bytes > {GOSSIP_MESSAGE_BYTES_MAX}: chunk it"
+            )
+        async with self._publish_lock:
+            await self._wait_for_queue_room()
+            await self.pubsub.publish(topic, data)
+            self.statistics.published += 1
+
+    async def _wait_for_queue_room(self) -> None:
+        if self._fullest_queue() < GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX:
+            return
+        self.statistics.publish_waits += 1
+        wait_s = self._timings.gossip_publish_wait_s_max
+        try:
+            with trio.fail_after(wait_s):
+                while self._fullest_queue() >= GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX:
+                    await trio.sleep(PUBLISH_POLL_S)
+        except trio.TooSlowError:
+            raise GossipBackpressureError(
+                f"peers' gossip queues stayed full for {wait_s} s"
+            ) from None
+
+    def _fullest_queue(self) -> int:
+        return max((len(queue) for queue in self.pubsub.peer_queues.values()), default=0)
+
+    # ------------------------------------------------------------------ views
+
+    def mesh_peers(self, topic: str) -> set[str]:
+        return {peer.to_base58() for peer in self.router.mesh.get(topic, set())}
+
+    def topic_peers(self, topic: str) -> set[str]:
+        return {peer.to_base58() for peer in self.pubsub.peer_topics.get(topic, set())}
