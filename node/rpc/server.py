@@ -1,0 +1,131 @@
+"""The RPC server service: hypercorn's trio worker serving :class:`RpcApplication`.
+
+::
+
+    server = RpcServer(node, metrics=metrics, host="127.0.0.1", port=0, admin_token=token)
+    server.register_app_methods(specs)            # optional, before or after start
+    port = await nursery.start(server.run)        # the bound port (useful with port 0)
+
+Cancelling ``run`` shuts down gracefully: no new connections, WebSockets get a 1001
+close, in-flight requests have ``limits.shutdown_grace_seconds`` to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from node.api import NodeAPI
+from node.metrics import Metrics
+from node.rpc.app import RpcApplication
+from node.rpc.app_methods import AppMethodSpec, register_app_methods
+from node.rpc.context import RpcStatistics, ServerContext
+from node.rpc.limits import RpcLimits
+from node.rpc.methods import default_registry
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8545
+# Past the grace period hypercorn cancels its handlers; this margin lets it unwind before
+# our own deadline cancels hypercorn itself.
+SHUTDOWN_MARGIN_SECONDS = 1.0
+HYPERCORN_LOGGER = "medledger.rpc.hypercorn"
+
+
+class RpcServer:
+    def __init__(
+        self,
+        node: NodeAPI,
+        *,
+        metrics: Metrics | None = None,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        admin_token: str | None = None,
+        limits: RpcLimits | None = None,
+        log: Any = None,
+    ) -> None:
+        assert 0 <= port <= 65535, f"port {port} out of range"
+        self.host = host
+        self.requested_port = port
+        self.port: int | None = None  # the bound port, once running
+        limits = limits if limits is not None else RpcLimits()
+        self.context = ServerContext(
+            node=node,
+            metrics=metrics if metrics is not None else Metrics(),
+            limits=limits,
+            registry=default_registry(
+                submit_batch_txs_max=limits.submit_batch_txs_max,
+                tx_filter_ids_max=limits.tx_filter_ids_max,
+            ),
+            admin_token=admin_token.encode() if admin_token else None,
+            log=log if log is not None else structlog.get_logger().bind(component="rpc"),
+        )
+        self.application = RpcApplication(self.context)
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.context.metrics
+
+    def register_app_methods(self, specs: Iterable[AppMethodSpec]) -> None:
+        register_app_methods(self.context.registry, specs)
+
+    def statistics(self) -> RpcStatistics:
+        return self.context.statistics
+
+    def _hypercorn_config(self) -> Config:
+        limits = self.context.limits
+        config = Config()
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        config.bind = [f"{host}:{self.requested_port}"]
+        config.accesslog = None  # the dispatcher logs one canonical line per call
+        config.errorlog = logging.getLogger(HYPERCORN_LOGGER)
+        config.graceful_timeout = limits.shutdown_grace_seconds
+        config.keep_alive_timeout = limits.keep_alive_timeout_seconds
+        config.websocket_max_message_size = limits.websocket_message_bytes_max
+        config.include_server_header = False
+        return config
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``task_status.started(port)`` once listening."""
+        config = self._hypercorn_config()
+        # hypercorn runs shielded so that cancelling us becomes a graceful shutdown (its
+        # shutdown trigger) bounded by a deadline, instead of an abrupt cancellation.
+        serve_scope = trio.CancelScope(shield=True)
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(self._serve, config, serve_scope)
+            self.port = int(binds[0].rsplit(":", 1)[1])
+            self.context.log.info("rpc server listening", host=self.host, port=self.port)
+            task_status.started(self.port)
+            try:
+                await trio.sleep_forever()
+            finally:
+                self.context.log.info("rpc server shutting down", port=self.port)
+                self.context.shutting_down.set()
+                serve_scope.deadline = (
+                    trio.current_time()
+                    + self.context.limits.shutdown_grace_seconds
+                    + SHUTDOWN_MARGIN_SECONDS
+                )
+
+    async def _serve(
+        self,
+        config: Config,
+        serve_scope: trio.CancelScope,
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with serve_scope:
+            await serve(
+                self.application,  # type: ignore[arg-type]
+                config,
+                shutdown_trigger=self.context.shutting_down.wait,
+                task_status=task_status,
+                mode="asgi",
+            )
+        if not self.context.shutting_down.is_set():
+            raise AssertionError("the RPC server stopped without being asked to")
