@@ -22,6 +22,7 @@ from ledger.codec import (
     Struct,
     Text,
     UInt,
+    encode_tree,
 )
 from ledger.txtypes import TxType
 
@@ -59,8 +60,17 @@ class MemberKind(enum.IntEnum):
 
 
 class ProposalAction(enum.IntEnum):
+    """What a passed proposal does.
+
+    ``ADD_MEMBER`` uses every field of :class:`ProposeMember`. ``REMOVE_MEMBER`` names the
+    member by ``org_id``; ``REVOKE_KEY`` names the org and the key (in ``admin_key``) that a
+    later REVOKE_KEY may revoke on the strength of the vote. The other fields are ignored
+    for those two actions.
+    """
+
     ADD_MEMBER = 1
     REMOVE_MEMBER = 2
+    REVOKE_KEY = 3
 
 
 class PartyKind(enum.IntEnum):
@@ -203,9 +213,21 @@ class Vote(Struct):
     SCHEMA = (("proposal_id", ID), ("approve", Bool()))
 
 
+# The new key of a ROTATE_KEY signs rotation_message() under this domain, so the signature
+# proves possession of the new key for exactly this rotation (chain, old key, nonce).
+ROTATE_KEY_DOMAIN = b"medledger/rotate-key/v1"
+
+
+def rotation_message(chain_id: str, old_key: bytes, new_key: bytes, nonce: int) -> bytes:
+    """What the new key signs: bound to the chain, the old key and the envelope's nonce, so
+    it cannot be replayed on another chain, for another key, or a second time."""
+    return encode_tree([chain_id, old_key, new_key, nonce])
+
+
 @dataclass(frozen=True, slots=True)
 class RotateKey(Struct):
-    """Signed by the old key (envelope) and the new key (``new_key_signature``)."""
+    """Signed by the old key (envelope) and the new key (``new_key_signature`` over
+    :func:`rotation_message` under :data:`ROTATE_KEY_DOMAIN`)."""
 
     new_key: bytes
     new_key_signature: bytes
