@@ -113,7 +113,7 @@ def _init(args: argparse.Namespace) -> int:
     from ledger.crypto import SigningKey
     from node.config import NodeConfig, P2PSection, RpcSection, render_config
     from node.keys import write_key_file
-    from node.p2p import peer_id_from_public_key
+    from node.p2p_identity import peer_id_from_public_key
 
     directory = Path(args.dir)
     config_path = directory / "node.toml"
@@ -144,11 +144,12 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _genesis(args: argparse.Namespace) -> int:
-    from node.genesis import genesis_from_members_file
+    from node.genesis import genesis_from_members_file, genesis_hash, write_genesis
 
     genesis = genesis_from_members_file(Path(args.members))
-    Path(args.output).write_text(genesis.to_json())
-    print(f"wrote {args.output}: chain {genesis.chain_id}, hash 0x{genesis.hash.hex()}")
+    write_genesis(Path(args.output), genesis)
+    print(f"wrote {args.output}: chain {genesis.chain_id}, "
+          f"hash 0x{genesis_hash(genesis).hex()}")
     return 0
 
 
@@ -186,7 +187,7 @@ def _tx_submit(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from consensus.sim.cli import main as simulate_main
 
-    return simulate_main(list(args.rest))
+    return int(simulate_main(list(args.rest)))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -198,7 +199,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _loadtest(args: argparse.Namespace) -> int:
     from node.loadtest import main as loadtest_main
 
-    return loadtest_main(list(args.rest))
+    return int(loadtest_main(list(args.rest)))
 
 
 def _json_default(value: Any) -> Any:

@@ -48,8 +48,8 @@ class RpcClient:
         except ValueError:
             raise RemoteError(f"{self.url}: HTTP {response.status_code}, not JSON") from None
         if "error" in answer:
-            error = answer["error"]
-            raise RpcError(error.get("code", 0), error.get("message", ""), error.get("data"))
+            failure = answer["error"]
+            raise RpcError(failure.get("code", 0), failure.get("message", ""), failure.get("data"))
         return answer.get("result")
 
     def close(self) -> None:

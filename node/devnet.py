@@ -54,22 +54,23 @@ def free_port() -> int:
 
 
 def create_devnet(directory: Path, *, validators: int, observers: int, rpc_port: int,
-                  chain_id: str) -> list[DevnetNode]:
-    """Create (or load) the devnet layout; returns its nodes."""
-    from node.genesis import devnet_genesis
-    from node.p2p import peer_id_from_public_key
+                  chain_id: str, consensus: ConsensusSection | None = None) -> list[DevnetNode]:
+    """Create (or load) the devnet layout; returns its nodes. ``rpc_port`` 0 gives every
+    node a free port (tests); otherwise node i listens on ``rpc_port + i``."""
+    from node.genesis import devnet_genesis, write_genesis
+    from node.p2p_identity import peer_id_from_public_key
 
     manifest = directory / "devnet.json"
     if manifest.exists():
-        nodes = [DevnetNode(**item) for item in json.loads(manifest.read_text())["nodes"]]
-        if sum(node.validator for node in nodes) != validators or (
-            sum(not node.validator for node in nodes) != observers
+        existing = [DevnetNode(**item) for item in json.loads(manifest.read_text())["nodes"]]
+        if sum(node.validator for node in existing) != validators or (
+            sum(not node.validator for node in existing) != observers
         ):
             raise ConfigError(
-                f"{directory} holds a devnet of {len(nodes)} nodes with another shape; "
+                f"{directory} holds a devnet of {len(existing)} nodes with another shape; "
                 "use another --dir or remove it"
             )
-        return nodes
+        return existing
     if validators < 1:
         raise ConfigError("a devnet needs at least one validator")
     directory.mkdir(parents=True, exist_ok=True)
@@ -84,11 +85,12 @@ def create_devnet(directory: Path, *, validators: int, observers: int, rpc_port:
         keys.append(key)
         nodes.append(DevnetNode(
             name=name, validator=index < validators, p2p_port=free_port(),
-            rpc_port=rpc_port + index, public_key=key.public_key.hex(),
+            rpc_port=free_port() if rpc_port == 0 else rpc_port + index,
+            public_key=key.public_key.hex(),
             peer_id=peer_id_from_public_key(key.public_key),
         ))
     genesis = devnet_genesis(chain_id, [key.public_key for key in keys[:validators]])
-    (directory / "genesis.json").write_text(genesis.to_json())
+    write_genesis(directory / "genesis.json", genesis)
     for node in nodes:
         config = NodeConfig(
             node=NodeSection(data_dir="data", key_file="node.key",
@@ -98,7 +100,7 @@ def create_devnet(directory: Path, *, validators: int, observers: int, rpc_port:
                 bootstrap=tuple(other.multiaddr for other in nodes if other is not node),
             ),
             rpc=RpcSection(port=node.rpc_port),
-            consensus=ConsensusSection(),
+            consensus=consensus or ConsensusSection(),
         )
         (directory / node.name / "node.toml").write_text(render_config(config))
     manifest.write_text(json.dumps({"chain_id": chain_id,

@@ -51,7 +51,8 @@ from node import wire
 from node.api import NodeStatus, PeerInfo, SubmitResult, TxLocation, TxResultEvent, TxStatus
 from node.chain import ApplyResult, Chain
 from node.config import NodeConfig
-from node.genesis import Genesis, load_genesis
+from ledger.app import Genesis
+from node.genesis import genesis_hash, load_genesis
 from node.keys import raft_node_id, read_key_file
 from node.logs import get_logger
 from node.mempool import Mempool
@@ -163,12 +164,19 @@ class Node:
         if store.blocks.head() is None:
             # Height 0 is the genesis record: its hash is block 1's previous hash, its
             # state writes are the consortium's initial members and parameters.
-            genesis_bytes = self.genesis.encode()
             store.blocks.apply_block(
-                height=0, block_hash=self.genesis.hash, block_bytes=genesis_bytes,
-                tx_ids=[], tx_results=[],
-                state_writes=application.genesis_writes(self.genesis.app_genesis()),
-                applied_index=0,
+                height=0, block_hash=genesis_hash(self.genesis),
+                block_bytes=self.genesis.encode(), tx_ids=[], tx_results=[],
+                state_writes=application.genesis_writes(self.genesis), applied_index=0,
+            )
+        elif store.blocks.block(0) is not None and (
+            store.blocks.block(0).block_hash != genesis_hash(self.genesis)  # type: ignore[union-attr]
+        ):
+            from ledger.errors import ConfigError
+
+            raise ConfigError(
+                f"{self.config.data_dir} holds a chain of another genesis than "
+                f"{self.config.genesis_file}"
             )
         self.store = store
         if self.config.node.validation_workers > 0:
@@ -285,7 +293,7 @@ class Node:
         return self.transport
 
     def _refresh_validators(self) -> None:
-        from node.p2p import peer_id_from_public_key
+        from node.p2p_identity import peer_id_from_public_key
 
         assert self.chain is not None
         self._validators = {
@@ -365,12 +373,12 @@ class Node:
         now = time.monotonic()
         if self.metrics is not None:
             self.metrics.block_applied(block.header.height, len(tx_ids), codes)
-        for channel in list(self._subscribers.blocks):
+        for block_channel in list(self._subscribers.blocks):
             try:
-                channel.send_nowait(block)
+                block_channel.send_nowait(block)
             except (trio.WouldBlock, trio.BrokenResourceError):
-                self._subscribers.blocks.remove(channel)
-                channel.close()
+                self._subscribers.blocks.remove(block_channel)
+                block_channel.close()
         for position, (tx_id, code) in enumerate(zip(tx_ids, codes, strict=True)):
             submitted = self._submitted_at.pop(tx_id, None)
             self._forwarded_at.pop(tx_id, None)
@@ -818,7 +826,8 @@ class Node:
     def app_query(self, method: str, params: dict[str, Any]) -> Any:
         from ledger.app import queries
 
-        return queries.dispatch(self._chain().state, method, params)
+        return queries.run_query(self._chain().state, method, params,
+                                 now_ms=int(time.time() * 1000))
 
 
 async def _iterate(receive: trio.MemoryReceiveChannel[Any]) -> AsyncIterator[Any]:

@@ -8,62 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledger import codec
 from ledger.bodies import BODY_CLASSES
-from ledger.codec import Struct
-from ledger.errors import ConfigError, DecodeError
+from ledger.errors import ConfigError
 from ledger.tx import sign_transaction
 from ledger.txtypes import TxType
 from node.client import RpcClient
 from node.keys import read_key_file
+from node.structjson import struct_from_json
 
 WAIT_POLL_SECONDS = 0.2
-
-
-def value_from_json(field_type: Any, value: Any, path: str) -> Any:
-    """Turn a JSON value into the field's Python value (bytes from 0x-hex, enums from
-    names); the codec then checks it strictly when the tx is signed."""
-    if isinstance(field_type, codec.Bytes):
-        if not isinstance(value, str) or not value.startswith("0x"):
-            raise DecodeError(f"{path}: expected 0x-hex bytes", "")
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            raise DecodeError(f"{path}: not hex", "") from None
-    if isinstance(field_type, codec.Enum):
-        if isinstance(value, str):
-            try:
-                return field_type.enum_class[value.upper()]
-            except KeyError:
-                names = ", ".join(member.name for member in field_type.enum_class)
-                raise DecodeError(f"{path}: {value!r} is not one of {names}", "") from None
-        return value
-    if isinstance(field_type, codec.ListOf):
-        if not isinstance(value, list):
-            raise DecodeError(f"{path}: expected a list", "")
-        return tuple(value_from_json(field_type.item, item, f"{path}[{index}]")
-                     for index, item in enumerate(value))
-    if isinstance(field_type, codec.Optional):
-        return None if value is None else value_from_json(field_type.inner, value, path)
-    if isinstance(field_type, codec.Nested):
-        return struct_from_json(field_type.struct_class, value, path)
-    return value
-
-
-def struct_from_json(struct_class: type[Struct], document: Any, path: str = "body") -> Struct:
-    if not isinstance(document, dict):
-        raise DecodeError(f"{path}: expected an object with the fields of "
-                          f"{struct_class.__name__}", "")
-    names = [name for name, _ in struct_class.SCHEMA]
-    unknown = sorted(set(document) - set(names))
-    missing = [name for name in names if name not in document]
-    if unknown or missing:
-        raise DecodeError(f"{path}: unknown fields {unknown}, missing fields {missing} "
-                          f"(fields of {struct_class.__name__}: {names})", "")
-    values = [value_from_json(field_type, document[name], f"{path}.{name}")
-              for name, field_type in struct_class.SCHEMA]
-    value = struct_class(*values)
-    return codec.decode(struct_class, value.encode(), size_bytes_max=1 << 20)
 
 
 def submit_from_args(args: argparse.Namespace) -> dict[str, Any]:

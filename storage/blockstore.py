@@ -189,7 +189,9 @@ class BlockStore:
             "blocks are applied in order"
         )
         database = self._database
-        assert applied_index > database.applied_index, (
+        # The genesis record (height 0) is no raft entry: it is applied at index 0.
+        genesis = height == GENESIS_HEIGHT and applied_index == 0 == database.applied_index
+        assert genesis or applied_index > database.applied_index, (
             f"applied index {applied_index} does not advance past {database.applied_index}"
         )
         if tx_ids:
