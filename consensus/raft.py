@@ -75,6 +75,8 @@ class Raft:
         # accepted until the application has applied it.
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
+        # Appends to every follower are due (coalesced until the next Ready).
+        self.broadcast_pending = False
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = config.election_timeout_ticks
@@ -105,11 +107,14 @@ class Raft:
 
     def _load_hard_state(self, hard_state: HardState) -> None:
         log = self.log
-        assert log.committed <= hard_state.commit <= log.last_index(), (
-            f"hard state commit {hard_state.commit} is outside "
-            f"[{log.committed}, {log.last_index()}]"
+        assert hard_state.commit <= log.last_index(), (
+            f"hard state commit {hard_state.commit} is beyond the last index "
+            f"{log.last_index()}: was the log lost?"
         )
-        log.committed = hard_state.commit
+        # A commit-only hard state change is not synced, so the durable commit index may be
+        # below the compacted prefix (which a snapshot of applied, hence committed, state
+        # covers); keep the higher of the two.
+        log.committed = max(log.committed, hard_state.commit)
         self.term = hard_state.term
         self.vote = hard_state.vote
 
@@ -610,7 +615,9 @@ class Raft:
         if not self._append_entries(prepared):
             return ProposalOutcome.DROPPED_UNCOMMITTED_LIMIT
         self.pending_conf_index = pending_conf_index
-        self._broadcast_append()
+        # Sent when the shell next asks for a Ready, so that every proposal made until
+        # then goes out in one append per follower.
+        self.broadcast_pending = True
         return ProposalOutcome.APPENDED
 
     def _conf_change_refusal(self, data: bytes, pending_conf_index: int) -> str | None:
@@ -738,8 +745,11 @@ class Raft:
         else:
             peer.inflights.free_up_to(message.index)
         if self._maybe_commit():
-            self._broadcast_append()
-        elif was_paused:
+            # Tell everyone the new commit index once, however many acknowledgements
+            # arrive before the next Ready.
+            self.broadcast_pending = True
+        elif was_paused and not self.broadcast_pending:
+            # Unpaused: probe on (the pending broadcast would do it otherwise).
             self._maybe_send_append(message.from_)
         # Send as many (size-limited) appends as flow control allows, without empty ones.
         while self._maybe_send_append(message.from_, send_if_empty=False):
@@ -793,10 +803,21 @@ class Raft:
     def _abort_leader_transfer(self) -> None:
         self.lead_transferee = NO_NODE
 
+    def flush_broadcast(self) -> None:
+        """Send the appends deferred by proposals and commit advances (RawNode calls this
+        before it builds a Ready)."""
+        if self.broadcast_pending:
+            self.broadcast_pending = False
+            if self.role == Role.LEADER:
+                self._broadcast_append()
+
     def _broadcast_append(self) -> None:
+        """Send every follower what it lacks (at least the commit index), in as many
+        size-limited appends as its flow control allows."""
         for node_id in sorted(self.tracker.progress):
-            if node_id != self.id:
-                self._maybe_send_append(node_id)
+            if node_id != self.id and self._maybe_send_append(node_id):
+                while self._maybe_send_append(node_id, send_if_empty=False):
+                    pass
 
     def _broadcast_heartbeat(self) -> None:
         committed = self.log.committed

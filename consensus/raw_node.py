@@ -173,6 +173,8 @@ class RawNode:
         log = raft.log
         if raft.messages or log.unstable.entries or log.unstable.snapshot is not None:
             return True
+        if raft.broadcast_pending:
+            return True
         if log.has_next_committed_entries():
             return True
         previous = self._previous_hard
@@ -189,6 +191,7 @@ class RawNode:
         """The next batch of work, or None if there is none. Call ``advance`` with it
         before asking for another."""
         assert self._outstanding is None, "advance the previous Ready before the next"
+        self.raft.flush_broadcast()
         if not self.has_ready():
             return None
         raft = self.raft
