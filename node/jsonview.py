@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -87,6 +88,8 @@ def to_json_value(value: Any) -> Any:
         return value.name
     if isinstance(value, int):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON has no NaN or Infinity
     if isinstance(value, bytes | bytearray | memoryview):
         return "0x" + bytes(value).hex()
     if isinstance(value, Struct):

@@ -30,7 +30,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -42,7 +41,9 @@ from node.api import NodeStatus
 from node.jsonview import result_code_name
 
 NAMESPACE = "medledger"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# generate_latest writes the classic text format (names escaped to underscores); label it
+# 0.0.4, which every Prometheus version scrapes (newer clients default to announcing 1.0.0).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 STAGES = (
     "rpc_decode",
