@@ -32,7 +32,17 @@ class SnapshotOutOfDateError(LocalError):
 class RaftStorage(Protocol):
     # ---- read side, used by the RawNode ----
     def initial_state(self) -> tuple[HardState, ConfState]:
-        """The persisted hard state and the configuration as of the last persisted entry."""
+        """The persisted hard state and the configuration Raft starts from.
+
+        Configuration changes take effect when they are applied (as in etcd), so this is
+        the configuration in effect at the index the shell passes as
+        ``Config.applied_index``: the latest snapshot's, plus every change the application
+        applied since (recorded atomically with its applied index). Raft hands out again
+        every committed entry after ``applied_index``, configuration changes included. A
+        node that has applied nothing returns the bootstrap (genesis) configuration; so
+        does a node joining an existing cluster (it is not in it, so it never campaigns,
+        and it learns its membership from the log or a snapshot).
+        """
         ...
 
     def entries(self, low: int, high: int, size_bytes_max: int) -> list[Entry]:

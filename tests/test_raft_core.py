@@ -193,33 +193,50 @@ def test_uncommitted_limit_drops_proposals() -> None:
     assert env.propose(1, b"12345678") == ProposalOutcome.DROPPED_UNCOMMITTED_LIMIT
 
 
-def test_leader_commits_only_entries_of_its_term_by_counting() -> None:
-    # Node 1 leads term 1 and appends entry 2 locally only; then node 1 wins term 2 again
-    # (after a restart), and only node 2 gets entry 2 (term 1). A majority (1, 2) holds
-    # it, but it must not be committed until an entry of term 2 is.
-    env = elected()
+def figure_8(bugs: RaftBugs) -> tuple[int, int]:
+    """Raft paper, figure 8, with 3 nodes; returns (commit index, match of node 3) on the
+    term-3 leader once node 3 acknowledges the old entry 1/2 alone."""
+    # One entry per append, so node 3 acknowledges index 2 without index 3.
+    env = InteractionEnvironment(message_size_bytes_max=1, bugs=bugs)
+    env.add_nodes(3)
+    env.campaign(1)
+    env.stabilize()
+    # Leader 1 (term 1) appends 1/2, which nobody else gets.
     env.partition([[1], [2, 3]])
     env.propose(1, b"old")
     env.stabilize()
-    raft = env.nodes[1].raw_node.raft
-    assert raft.log.last_index() == 2 and raft.log.committed == 1
-    env.heal()
-    env.restart(1, lose_unsynced=False)
-    env.nodes[2].raw_node.raft.become_follower(1, 0)
-    env.nodes[3].raw_node.raft.become_follower(1, 0)
-    env.campaign(1)
-    # Elect 1 in term 2 but deliver only vote traffic, then drop its appends to 3.
-    env.block(1, 3)
+    # 2 wins term 2 with 3's vote, and is cut off before its no-op reaches anyone.
+    env.tick(3, 10)
     env.stabilize()
-    raft = env.nodes[1].raw_node.raft
-    assert raft.role == Role.LEADER and raft.term == 2
-    # Node 2 holds entries 2 (term 1) and 3 (term 2): committing 3 commits 2 with it.
-    assert raft.log.committed == 3
-    # Now the same with the bug that counts earlier-term replicas: the old entry commits
-    # alone. (Checked directly on the tracker: index 2 is held by 1 and 2.)
-    raft.tracker.progress[2].match = 2
-    raft.log.committed = 1
-    assert raft.log.maybe_commit(2, raft.term) is False
+    env.tick(2, 10)
+    while role(env, 2) != Role.LEADER:
+        assert env.process_ready([2, 3]) + env.deliver([2, 3]) > 0
+    env.partition([[1, 3], [2]])
+    env.stabilize()
+    assert env.nodes[3].raw_node.raft.log.last_index() == 1
+    # 1 steps down (CheckQuorum), then wins term 3 with 3's vote (its log 1/2 is newer).
+    env.tick(1, 20)
+    env.stabilize()
+    while role(env, 1) != Role.LEADER:
+        env.tick(1, 10)
+        for _ in range(4):
+            env.process_ready()
+            env.deliver()
+    leader = env.nodes[1].raw_node.raft
+    assert leader.term == 3
+    # Replicate one entry at a time until 3 holds 1/2 (a majority: 1 and 3), not 3/3.
+    while leader.tracker.progress[3].match < 2:
+        assert env.process_ready() + env.deliver() > 0
+    return leader.log.committed, leader.tracker.progress[3].match
+
+
+def test_leader_commits_only_entries_of_its_term_by_counting() -> None:
+    # Entry 1/2 is on a majority, but committing it now would be unsafe: 2 (log ending
+    # 2/2) could still win term 4 with 3's vote and overwrite it. Correct Raft waits for
+    # an entry of its own term (3/3) to reach a majority.
+    assert figure_8(RaftBugs()) == (1, 2)
+    # The test-only bug commits it by counting.
+    assert figure_8(RaftBugs(commit_previous_term=True)) == (2, 2)
 
 
 def test_follower_log_divergence_is_repaired_with_hint() -> None:
