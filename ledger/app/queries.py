@@ -402,6 +402,9 @@ class QueryMethod:
 
 
 QUERY_METHODS: Mapping[str, QueryMethod] = {
+    # The time of the last applied block: clients (which must not read their own clock to
+    # build ledger txs) take "now" from here for consent periods and deadlines.
+    "gov_chainTime": QueryMethod({}, lambda s, p, now: {"now_ms": now}),
     "gov_members": QueryMethod({}, lambda s, p, now: members(s)),
     "gov_validators": QueryMethod({}, lambda s, p, now: validator_set(s)),
     "gov_proposals": QueryMethod(
