@@ -35,6 +35,16 @@ from node.rpc.server import RpcServer
 PROPOSER = SigningKey(bytes(range(100, 132)))
 # Like the real node: a bounded buffer per subscriber, dropped (iterator ends) when full.
 SUBSCRIBER_BUFFER_EVENTS = 1_024
+
+def quick_limits(**overrides: Any) -> RpcLimits:
+    """Server limits for tests: no WebSocket pings (hypercorn's ping task sleeps through a
+    close, which would make every shutdown wait the grace period), no read timeout."""
+    options: dict[str, Any] = {"websocket_ping_interval_seconds": None,
+                               "read_timeout_seconds": None}
+    options.update(overrides)
+    return RpcLimits(**options)
+
+
 # Every test runs under this deadline: a hang fails fast instead of stalling the suite.
 TEST_TIMEOUT_SECONDS = 15
 
@@ -223,6 +233,7 @@ async def running_server(
     **options: Any,
 ) -> AsyncIterator[Running]:
     node = node if node is not None else FakeNode()
+    limits = limits if limits is not None else quick_limits()
     server = RpcServer(node, host="127.0.0.1", port=0, admin_token=admin_token,
                        limits=limits, **options)
     with trio.fail_after(TEST_TIMEOUT_SECONDS):

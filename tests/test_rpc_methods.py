@@ -7,14 +7,13 @@ from typing import Any
 
 from factories import signed
 from prometheus_client.parser import text_string_to_metric_families
-from rpc_fakes import FakeNode, hex0x, http_client, result_of, rpc, running_server, tx
+from rpc_fakes import FakeNode, hex0x, http_client, quick_limits, result_of, rpc, running_server, tx
 
 from ledger.errors import ValidationError
 from ledger.merkle import MerkleProof, verify_proof
 from ledger.txtypes import TxType
 from node.rpc import errors
 from node.rpc.app_methods import AppMethodSpec, app_method_from_description
-from node.rpc.limits import RpcLimits
 from node.rpc.registry import NonNegativeInt, ParamSpec
 
 TOKEN = "s3cret-token"
@@ -139,7 +138,7 @@ async def test_tx_submit_batch_and_status() -> None:
 
 
 async def test_tx_submit_batch_length_is_capped() -> None:
-    limits = RpcLimits(submit_batch_txs_max=3)
+    limits = quick_limits(submit_batch_txs_max=3)
     async with running_server(limits=limits) as running, http_client(running) as client:
         answer = await rpc(client, "tx_submitBatch", {"raws": ["0x00"] * 4})
         assert answer["error"]["code"] == errors.INVALID_PARAMS
@@ -148,7 +147,7 @@ async def test_tx_submit_batch_length_is_capped() -> None:
 
 async def test_submit_when_not_ready_or_too_slow() -> None:
     node = FakeNode()
-    limits = RpcLimits(node_call_timeout_seconds=0.2)
+    limits = quick_limits(node_call_timeout_seconds=0.2)
     async with running_server(node, limits=limits) as running, http_client(running) as client:
         node.is_ready = False
         answer = await rpc(client, "tx_submit", {"raw": hex0x(tx(1).raw)})

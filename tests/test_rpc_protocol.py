@@ -7,10 +7,9 @@ import json
 from typing import Any
 
 import structlog
-from rpc_fakes import FakeNode, http_client, rpc, running_server
+from rpc_fakes import FakeNode, http_client, quick_limits, rpc, running_server
 
 from node.rpc import errors
-from node.rpc.limits import RpcLimits
 
 
 async def post_raw(client: Any, body: bytes | str) -> Any:
@@ -127,7 +126,7 @@ async def test_notifications_get_no_response() -> None:
 
 
 async def test_oversized_body_is_413_and_the_server_keeps_serving() -> None:
-    limits = RpcLimits(request_body_bytes_max=10_000)
+    limits = quick_limits(request_body_bytes_max=10_000)
     async with running_server(limits=limits) as running, http_client(running) as client:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tx_submit",
                            "params": {"raw": "0x" + "00" * 20_000}})
@@ -147,7 +146,7 @@ async def test_oversized_body_is_413_and_the_server_keeps_serving() -> None:
 
 
 async def test_oversized_batch_is_refused_and_the_server_keeps_serving() -> None:
-    limits = RpcLimits(batch_calls_max=5)
+    limits = quick_limits(batch_calls_max=5)
     async with running_server(limits=limits) as running, http_client(running) as client:
         batch = [{"jsonrpc": "2.0", "id": index, "method": "chain_head"} for index in range(6)]
         answer = (await post_raw(client, json.dumps(batch))).json()

@@ -14,6 +14,7 @@ from rpc_fakes import (
     WsClient,
     hex0x,
     http_client,
+    quick_limits,
     rpc,
     running_server,
     tx,
@@ -21,8 +22,7 @@ from rpc_fakes import (
 )
 
 from node.rpc import errors
-from node.rpc.limits import RpcLimits
-from node.rpc.server import RpcServer
+from node.rpc.server import RpcBindError, RpcServer
 
 TOKEN = "s3cret-token"
 
@@ -83,7 +83,7 @@ async def test_tx_results_in_order_and_filtered_by_tx_id() -> None:
 
 
 async def test_tx_filter_size_is_capped() -> None:
-    limits = RpcLimits(tx_filter_ids_max=2)
+    limits = quick_limits(tx_filter_ids_max=2)
     async with running_server(limits=limits) as running, ws_client(running) as ws:
         ids = [hex0x(bytes([index]) * 32) for index in range(3)]
         answer = await ws.call("chain_subscribe", {"topic": "txResults", "tx_ids": ids})
@@ -99,7 +99,7 @@ async def test_tx_filter_size_is_capped() -> None:
 
 async def test_unsubscribe_and_subscription_limits() -> None:
     node = FakeNode()
-    limits = RpcLimits(subscriptions_per_connection_max=2)
+    limits = quick_limits(subscriptions_per_connection_max=2)
     async with running_server(node, limits=limits) as running, ws_client(running) as ws:
         first = await ws.result("chain_subscribe", {"topic": "newBlocks"})
         second = await ws.result("chain_subscribe", {"topic": "txResults"})
@@ -153,7 +153,7 @@ async def test_batches_and_notifications_over_websocket() -> None:
 
 async def test_slow_subscriber_loses_its_subscription_not_the_server() -> None:
     node = FakeNode()
-    limits = RpcLimits(outbox_messages_max=4, outbox_bytes_max=256 * 1024)
+    limits = quick_limits(outbox_messages_max=4, outbox_bytes_max=256 * 1024)
     big_block = node.commit([tx(nonce).raw for nonce in range(1, 101)])
     async with running_server(node, limits=limits) as running:
         async with ws_client(running, message_queue_size=1) as slow:
@@ -235,7 +235,7 @@ async def test_repeated_wrong_tokens_close_the_connection() -> None:
 
 
 async def test_oversized_message_closes_only_that_connection() -> None:
-    limits = RpcLimits(websocket_message_bytes_max=1_000)
+    limits = quick_limits(websocket_message_bytes_max=1_000)
     async with running_server(limits=limits) as running:
         async with ws_client(running) as ws:
             await ws.connection.send_message(json.dumps(
@@ -248,7 +248,7 @@ async def test_oversized_message_closes_only_that_connection() -> None:
 
 
 async def test_websocket_connections_are_capped() -> None:
-    limits = RpcLimits(websocket_connections_max=1)
+    limits = quick_limits(websocket_connections_max=1)
     async with running_server(limits=limits) as running, ws_client(running) as first:
         assert (await first.result("chain_head"))["height"] == 0
         with pytest.raises(trio_websocket.HandshakeError):
@@ -259,7 +259,7 @@ async def test_websocket_connections_are_capped() -> None:
 
 async def test_cancelling_the_server_closes_websockets_gracefully() -> None:
     node = FakeNode()
-    server = RpcServer(node, host="127.0.0.1", port=0)
+    server = RpcServer(node, host="127.0.0.1", port=0, limits=quick_limits())
     with trio.fail_after(TEST_TIMEOUT_SECONDS):
         async with trio.open_nursery() as nursery:
             server_scope = trio.CancelScope()
@@ -281,3 +281,30 @@ async def test_cancelling_the_server_closes_websockets_gracefully() -> None:
         assert trio.current_time() - started < 3.0
     with pytest.raises(OSError):
         await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def test_silent_websocket_clients_are_pinged_and_dead_ones_dropped() -> None:
+    limits = quick_limits(read_timeout_seconds=1, websocket_ping_interval_seconds=0.2)
+    async with running_server(limits=limits) as running:
+        # trio-websocket answers pings by itself: a live but silent client stays connected.
+        async with ws_client(running) as ws:
+            await trio.sleep(1.2)
+            assert (await ws.result("chain_head"))["height"] == 0
+        # A client that stops reading (so never answers) is dropped after the read timeout.
+        stream = await trio.open_tcp_stream("127.0.0.1", running.port)
+        await stream.send_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert b"101" in await stream.receive_some(1024)
+        with trio.fail_after(3):
+            while await stream.receive_some(65536):  # pings, then the close
+                pass
+        assert running.server.statistics().websocket_connections == 0
+
+
+async def test_a_port_in_use_fails_the_start() -> None:
+    async with running_server() as running:
+        second = RpcServer(FakeNode(), host="127.0.0.1", port=running.port)
+        with pytest.raises(RpcBindError, match="Address already in use"):
+            await second.run()

@@ -56,6 +56,14 @@ SHUTDOWN_GRACE_SECONDS = 3.0
 # Idle keep-alive HTTP connections are closed after this long (hypercorn's default).
 KEEP_ALIVE_TIMEOUT_SECONDS = 5.0
 
+# A connection that sends nothing for this long is closed: a slow-loris HTTP client, or a
+# WebSocket client that stopped answering pings (a live one answers every ping), so dead
+# subscribers do not hold connection slots forever. The cost: hypercorn's ping task sleeps
+# through a close, so shutdown may wait up to min(grace, ping interval) for it. None
+# disables both (then nothing but TCP notices a dead peer).
+READ_TIMEOUT_SECONDS = 60
+WEBSOCKET_PING_INTERVAL_SECONDS = 15.0
+
 # A client's X-Request-Id is echoed and logged only if it is short and plain.
 REQUEST_ID_LENGTH_MAX = 64
 
@@ -78,8 +86,15 @@ class RpcLimits:
     node_call_timeout_seconds: float = NODE_CALL_TIMEOUT_SECONDS
     shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS
     keep_alive_timeout_seconds: float = KEEP_ALIVE_TIMEOUT_SECONDS
+    read_timeout_seconds: int | None = READ_TIMEOUT_SECONDS
+    websocket_ping_interval_seconds: float | None = WEBSOCKET_PING_INTERVAL_SECONDS
 
     def __post_init__(self) -> None:
         for limit in fields(self):
             value = getattr(self, limit.name)
-            assert value > 0, f"RpcLimits.{limit.name} must be positive, got {value}"
+            assert value is None or value > 0, f"RpcLimits.{limit.name} must be positive"
+        if self.read_timeout_seconds is not None:
+            ping_interval = self.websocket_ping_interval_seconds
+            assert ping_interval is not None and ping_interval < self.read_timeout_seconds, (
+                "idle WebSocket clients need a ping to answer before the read timeout"
+            )

@@ -21,6 +21,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from ledger.errors import LocalError
 from node.api import NodeAPI
 from node.metrics import Metrics
 from node.rpc.app import RpcApplication
@@ -35,6 +36,10 @@ DEFAULT_PORT = 8545
 # our own deadline cancels hypercorn itself.
 SHUTDOWN_MARGIN_SECONDS = 1.0
 HYPERCORN_LOGGER = "medledger.rpc.hypercorn"
+
+
+class RpcBindError(LocalError):
+    """The RPC port could not be bound (in use, not permitted, no such address)."""
 
 
 class RpcServer:
@@ -87,11 +92,24 @@ class RpcServer:
         config.graceful_timeout = limits.shutdown_grace_seconds
         config.keep_alive_timeout = limits.keep_alive_timeout_seconds
         config.websocket_max_message_size = limits.websocket_message_bytes_max
+        config.read_timeout = limits.read_timeout_seconds
+        config.websocket_ping_interval = limits.websocket_ping_interval_seconds
         config.include_server_header = False
         return config
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; ``task_status.started(port)`` once listening."""
+        """Serve until cancelled; ``task_status.started(port)`` once listening. A port that
+        cannot be bound raises RpcBindError."""
+        try:
+            await self._run(task_status)
+        except BaseExceptionGroup as group:
+            bind_errors, others = group.split(OSError)
+            if self.port is not None or bind_errors is None or others is not None:
+                raise
+            address = f"{self.host}:{self.requested_port}"
+            raise RpcBindError(f"cannot listen on {address}: {_first_leaf(bind_errors)}") from None
+
+    async def _run(self, task_status: Any) -> None:
         config = self._hypercorn_config()
         # hypercorn runs shielded so that cancelling us becomes a graceful shutdown (its
         # shutdown trigger) bounded by a deadline, instead of an abrupt cancellation.
@@ -129,3 +147,8 @@ class RpcServer:
             )
         if not self.context.shutting_down.is_set():
             raise AssertionError("the RPC server stopped without being asked to")
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
