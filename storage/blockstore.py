@@ -62,7 +62,8 @@ RANGE_BLOCKS_MAX = 1024
 # Items returned by one state page read.
 STATE_PAGE_ITEMS_MAX = 4096
 
-_TX_LOCATION = struct.Struct(">QII")  # height, position, result
+# The tx-index value: height, position, result code.
+TX_LOCATION = struct.Struct(">QII")
 _HEAD = struct.Struct(">Q32s")
 _crc32 = zlib.crc32
 _pack_u32 = keys.pack_u32
@@ -218,7 +219,7 @@ class BlockStore:
         # The hot loops: one LevelDB entry per tx and per state write. Checksums are
         # crc32(key + payload) in one call (equal to seal()'s chained form, cheaper).
         tx_prefix = keys.TX_PREFIX
-        pack_location = _TX_LOCATION.pack
+        pack_location = TX_LOCATION.pack
         for position, (tx_id, result) in enumerate(zip(tx_ids, tx_results, strict=True)):
             key = tx_prefix + tx_id
             payload = pack_location(height, position, result)
@@ -311,9 +312,9 @@ class BlockStore:
         payload = self._database.get(key)
         if payload is None:
             return None
-        if len(payload) != _TX_LOCATION.size:
-            raise undecodable(key, f"{len(payload)} bytes, expected {_TX_LOCATION.size}")
-        return TxLocation(*_TX_LOCATION.unpack(payload))
+        if len(payload) != TX_LOCATION.size:
+            raise undecodable(key, f"{len(payload)} bytes, expected {TX_LOCATION.size}")
+        return TxLocation(*TX_LOCATION.unpack(payload))
 
     def transaction_block(self, tx_id: bytes) -> tuple[TxLocation, StoredBlock] | None:
         """The transaction's location and the block holding it."""

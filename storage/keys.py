@@ -128,11 +128,12 @@ def seal(key: bytes, payload: bytes) -> bytes:
 
 def unseal(key: bytes, value: bytes) -> bytes:
     """The payload of a stored value, or ValueChecksumError naming ``key``."""
-    if len(value) < CHECKSUM_SIZE or _unpack_u32(value)[0] != _crc32(
-        memoryview(value)[CHECKSUM_SIZE:], _crc32(key)
-    ):
+    payload = value[CHECKSUM_SIZE:]
+    # One crc32 over a joined copy is twice as fast as chaining two calls on small values
+    # (the hot case: tx-index and state reads); for a block the copy is ~10% of the CRC.
+    if len(value) < CHECKSUM_SIZE or _unpack_u32(value)[0] != _crc32(key + payload):
         raise ValueChecksumError(key, describe_key(key))
-    return value[CHECKSUM_SIZE:]
+    return payload
 
 
 # ---- describing keys in errors and logs ----
