@@ -181,6 +181,7 @@ class BlockStore:
         assert len(tx_ids) <= limits.BLOCK_TXS_MAX
         assert len(block_bytes) <= limits.BLOB_SIZE_BYTES_MAX
         assert len(state_writes) <= STATE_WRITES_PER_BATCH_MAX
+        assert self.active_import is None, "no blocks are applied during a state import"
         head = self._head
         if head is not None and height <= head.height:
             return self._check_reapplied(height, block_hash)
@@ -240,6 +241,7 @@ class BlockStore:
         """Record a Raft entry applied that carries no block (a no-op, a conf change: pass
         its resulting ``conf_state``). Returns False, writing nothing, if ``index`` is
         already applied."""
+        assert self.active_import is None, "no entries are applied during a state import"
         database = self._database
         if index <= database.applied_index:
             return False

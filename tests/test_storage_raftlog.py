@@ -4,6 +4,7 @@ randomised comparison against consensus.memory.MemoryStorage."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import plyvel
@@ -37,7 +38,7 @@ def entries(first: int, last: int, term: int) -> list[Entry]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     with open_store(tmp_path / "node") as opened:
         yield opened
 
