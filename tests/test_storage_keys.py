@@ -77,7 +77,7 @@ def test_interrupted_log_compaction_resumes_on_open(tmp_path: Path) -> None:
     def crash(*args: object) -> int:
         raise Crash
 
-    store.database.clear_range = crash  # type: ignore[method-assign]
+    store.database.clear_range = crash  # type: ignore[method-assign, assignment]
     with pytest.raises(Crash):
         store.raft.compact(90)  # the bounds are written, the deletes never happen
     store.close()
