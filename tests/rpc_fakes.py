@@ -34,7 +34,7 @@ from node.rpc.server import RpcServer
 
 PROPOSER = SigningKey(bytes(range(100, 132)))
 # Like the real node: a bounded buffer per subscriber, dropped (iterator ends) when full.
-SUBSCRIBER_BUFFER_EVENTS = 1_024
+SUBSCRIBER_BUFFER_EVENTS = 10_000
 
 def quick_limits(**overrides: Any) -> RpcLimits:
     """Server limits for tests: no WebSocket pings (hypercorn's ping task sleeps through a

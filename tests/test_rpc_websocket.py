@@ -308,3 +308,45 @@ async def test_a_port_in_use_fails_the_start() -> None:
         second = RpcServer(FakeNode(), host="127.0.0.1", port=running.port)
         with pytest.raises(RpcBindError, match="Address already in use"):
             await second.run()
+
+
+async def test_batched_tx_results_arrive_as_lists_in_commit_order() -> None:
+    node = FakeNode()
+    txs = [tx(nonce) for nonce in range(1, 121)]
+    watched = {item.tx_id for item in txs[::3]}
+    async with running_server(node) as running, ws_client(running) as ws:
+        everything = await ws.result("chain_subscribe", {"topic": "txResults", "batch": True})
+        filtered = await ws.result("chain_subscribe", {
+            "topic": "txResults", "batch": True,
+            "tx_ids": [hex0x(tx_id) for tx_id in watched],
+        })
+        node.commit([item.raw for item in txs[:60]])
+        node.commit([item.raw for item in txs[60:]])
+        results: dict[str, list[dict[str, object]]] = {everything: [], filtered: []}
+        messages = 0
+        while len(results[everything]) < len(txs) or len(results[filtered]) < len(watched):
+            params = (await ws.next_notification())["params"]
+            assert isinstance(params["result"], list) and params["result"]
+            results[params["subscription"]].extend(params["result"])
+            messages += 1
+        assert [item["tx_id"] for item in results[everything]] == [hex0x(t.tx_id) for t in txs]
+        assert [item["tx_id"] for item in results[filtered]] == [
+            hex0x(t.tx_id) for t in txs if t.tx_id in watched]
+        assert messages < len(txs) // 2  # batched, not one message per result
+        answer = await ws.call("chain_subscribe", {"topic": "newBlocks", "batch": True})
+        assert answer["error"]["message"] == "params.batch: only for the txResults topic"
+
+
+async def test_batched_subscription_overflows_like_any_other() -> None:
+    node = FakeNode()
+    node.subscriber_buffer_events = 2
+    async with running_server(node) as running, ws_client(running) as ws:
+        subscription = await ws.result("chain_subscribe", {"topic": "txResults", "batch": True})
+        node.commit([tx(nonce).raw for nonce in range(1, 11)])  # 10 events, room for ~3
+        while True:
+            params = (await ws.next_notification())["params"]
+            if "error" in params:
+                break
+        assert params == {"subscription": subscription, "error": params["error"]}
+        assert params["error"]["code"] == errors.SUBSCRIPTION_OVERFLOW
+        assert (await ws.result("chain_head"))["height"] == 1

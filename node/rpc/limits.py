@@ -35,7 +35,10 @@ TX_FILTER_IDS_MAX = 100_000
 # Messages waiting to be written to one WebSocket (responses and notifications). Past
 # either bound a subscription's next notification closes it with -32005: a slow reader
 # costs itself its subscription, never the node's memory or the other subscribers' time.
-OUTBOX_MESSAGES_MAX = 1_024
+# One block's results arrive as one burst (block max_txs is 2,000 by default; a result
+# notification is ~200 bytes): the count bound holds a few such bursts, and the byte
+# bound is what caps memory (16 MiB per connection).
+OUTBOX_MESSAGES_MAX = 65_536
 OUTBOX_BYTES_MAX = 16 * 1024 * 1024
 
 # Open WebSocket connections per server: each has tasks, an outbox and subscriptions.

@@ -133,10 +133,12 @@ async def chain_subscribe(call: CallContext, params: dict[str, Any]) -> Any:
     if topic == TOPIC_NEW_BLOCKS:
         if params["tx_ids"] is not None:
             raise InvalidParams("params.tx_ids: only for the txResults topic")
-        return session.subscribe_blocks(full=params["full"])
+        if params["batch"]:
+            raise InvalidParams("params.batch: only for the txResults topic")
+        return session.subscribe_blocks(full=bool(params["full"]))
     if params["full"]:
         raise InvalidParams("params.full: only for the newBlocks topic")
-    return session.subscribe_tx_results(tx_ids=params["tx_ids"])
+    return session.subscribe_tx_results(tx_ids=params["tx_ids"], batch=bool(params["batch"]))
 
 
 async def chain_unsubscribe(call: CallContext, params: dict[str, Any]) -> Any:
@@ -297,10 +299,12 @@ def _chain_methods(limits_tx_filter_ids_max: int) -> list[MethodSpec]:
             ResultSpec("subscription", "the subscription id", {"type": "string"}),
             params=(
                 ParamSpec("topic", Choice(TOPICS), "newBlocks or txResults"),
-                ParamSpec("full", Boolean(), "newBlocks: include every tx",
-                          required=False, default=False),
+                ParamSpec("full", Boolean(), "newBlocks: include every tx (default false)",
+                          required=False),
                 ParamSpec("tx_ids", tx_ids, "txResults: only these txs (each delivered "
                           "once, then dropped from the filter)", required=False),
+                ParamSpec("batch", Boolean(), "txResults: each notification is a list of "
+                          "the results that arrived together (default false)", required=False),
             ),
             errors=(TooManySubscriptions,),
             websocket_only=True,

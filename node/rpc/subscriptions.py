@@ -47,6 +47,15 @@ NOTIFICATION_METHOD = "chain_subscription"
 SUBSCRIPTION_ID_BYTES = 8
 SUBSCRIPTION_ID_PATTERN = "0x[0-9a-f]{16}"
 
+# Results in one batched txResults notification: about 150 bytes each, so one message
+# stays under 1 MiB (trio-websocket's and many clients' default message size cap).
+RESULTS_PER_NOTIFICATION_MAX = 5_000
+
+# A batched notification waits this long after its first result for the rest of the
+# burst: a block's results are published together, and moving a thousand of them takes
+# the reader well under this; delivery is delayed by at most this much.
+BATCH_WINDOW_SECONDS = 0.005
+
 # Closing a node-side iterator runs its cleanup (closing a memory channel): immediate,
 # but bounded anyway because it runs shielded.
 ITERATOR_CLOSE_TIMEOUT_SECONDS = 1.0
@@ -130,6 +139,7 @@ class Subscription:
     topic: str
     full: bool = False  # newBlocks: full txs in each block
     tx_filter: set[bytes] | None = None  # txResults: only these (outstanding) tx ids
+    batch: bool = False  # txResults: lists of results per notification
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     # Set once the response naming the subscription is queued: no notification before it.
     announced: trio.Event = field(default_factory=trio.Event)
@@ -184,19 +194,36 @@ class WebSocketSession:
         self._nursery.start_soon(self._pump, subscription, blocks, render)
         return subscription.subscription_id
 
-    def subscribe_tx_results(self, *, tx_ids: Iterable[bytes] | None) -> str:
+    def subscribe_tx_results(self, *, tx_ids: Iterable[bytes] | None, batch: bool) -> str:
+        """One notification per result or, with ``batch``, per run of results that arrived
+        together (a list, in commit order): far fewer messages under load."""
         tx_filter = None if tx_ids is None else set(tx_ids)
-        subscription = self._new_subscription(TOPIC_TX_RESULTS, tx_filter=tx_filter)
+        subscription = self._new_subscription(TOPIC_TX_RESULTS, tx_filter=tx_filter, batch=batch)
         results = self._server.node.subscribe_tx_results()
 
+        def wanted(event: TxResultEvent) -> bool:
+            if tx_filter is None:
+                return True
+            if event.tx_id not in tx_filter:
+                return False
+            tx_filter.discard(event.tx_id)  # a tx commits once: stop watching it
+            return True
+
         def render(event: TxResultEvent) -> str | None:
-            if tx_filter is not None:
-                if event.tx_id not in tx_filter:
-                    return None
-                tx_filter.discard(event.tx_id)  # a tx commits once: stop watching it
+            if not wanted(event):
+                return None
             return notification(subscription.subscription_id, encode_json(tx_result_view(event)))
 
-        self._nursery.start_soon(self._pump, subscription, results, render)
+        def render_batch(events: list[TxResultEvent]) -> str | None:
+            views = [tx_result_view(event) for event in events if wanted(event)]
+            if not views:
+                return None
+            return notification(subscription.subscription_id, encode_json(views))
+
+        if batch:
+            self._nursery.start_soon(self._pump_batched, subscription, results, render_batch)
+        else:
+            self._nursery.start_soon(self._pump, subscription, results, render)
         return subscription.subscription_id
 
     def add_tx_filter(self, subscription_id: str, tx_ids: Iterable[bytes]) -> int:
@@ -236,6 +263,7 @@ class WebSocketSession:
                 "subscription": subscription.subscription_id,
                 "topic": subscription.topic,
                 "full": subscription.full,
+                "batch": subscription.batch,
                 "tx_filter_ids": (
                     None if subscription.tx_filter is None else len(subscription.tx_filter)
                 ),
@@ -300,6 +328,57 @@ class WebSocketSession:
                 self._close_overflowed(subscription)
         finally:
             await _close_iterator(items)
+
+    async def _pump_batched(
+        self,
+        subscription: Subscription,
+        items: AsyncIterator[Any],
+        render_batch: Callable[[list[Any]], str | None],
+    ) -> None:
+        """A reader moves items to a bounded channel; a writer takes everything waiting
+        there (up to a cap) and renders it as one notification."""
+        send, receive = trio.open_memory_channel[Any](self._server.limits.outbox_messages_max)
+        try:
+            with subscription.cancel_scope:
+                await subscription.announced.wait()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_forward, items, send)
+                    await self._write_batches(receive, render_batch)
+                    nursery.cancel_scope.cancel()
+                self._close_overflowed(subscription)  # as in _pump: we fell behind
+        finally:
+            await _close_iterator(items)
+
+    async def _write_batches(
+        self,
+        receive: trio.MemoryReceiveChannel[Any],
+        render_batch: Callable[[list[Any]], str | None],
+    ) -> None:
+        while True:
+            try:
+                batch = [await receive.receive()]
+            except trio.EndOfChannel:
+                return
+            # The reader moves one item per scheduling round: let it gather the burst.
+            await trio.sleep(BATCH_WINDOW_SECONDS)
+            while len(batch) < RESULTS_PER_NOTIFICATION_MAX:
+                try:
+                    batch.append(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            message = render_batch(batch)
+            if message is not None and not self._outbox.put_nowait(message):
+                return
+
+
+async def _forward(items: AsyncIterator[Any], send: trio.MemorySendChannel[Any]) -> None:
+    """Until the node ends the iterator or our channel is full; then end the channel."""
+    async with send:
+        async for item in items:
+            try:
+                send.send_nowait(item)
+            except trio.WouldBlock:
+                return
 
 
 async def _close_iterator(items: AsyncIterator[Any]) -> None:
