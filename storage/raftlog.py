@@ -16,8 +16,11 @@ installing a snapshot): they are deleted in bounded batches right after, and aga
 if a crash interrupted that. Entries above ``last`` never exist: a truncated suffix is
 deleted in the same batch that truncates it.
 
-Single writer: ``persist``, ``compact``, ``create_snapshot`` and the reads the RawNode
-makes all come from the node's Raft driver, one call at a time.
+Threads: one writer at a time; the node runs ``persist`` and ``compact`` in a worker
+thread while the RawNode keeps reading on the event loop. Cached bounds are published as
+one immutable :class:`LogBounds` after each write, and ``entries`` falls back to one
+consistent LevelDB snapshot when its fast read raced a write (tested by
+tests/test_storage_raftlog.py::test_reads_race_a_writer_thread_without_false_corruption).
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from __future__ import annotations
 import struct
 from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+import plyvel
 
 from consensus.ports import CompactedError, SnapshotOutOfDateError, UnavailableError
 from consensus.types import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata
@@ -33,7 +39,7 @@ from ledger import limits
 from ledger.codec import decode
 from ledger.errors import CorruptionError, DecodeError
 from storage import keys
-from storage.database import Database
+from storage.database import Database, read_error
 
 _HARD_STATE = struct.Struct(">QQQ")
 _LOG_BOUNDS = struct.Struct(">QQQ")
@@ -131,20 +137,60 @@ def decode_entry(key: bytes, index: int, value: bytes) -> Entry:
     return Entry(term=term, index=index, type=entry_type, data=payload[_ENTRY_HEADER.size :])
 
 
+@dataclass(frozen=True, slots=True)
+class LogBounds:
+    """What the log holds: entries ``start+1 .. last``, ``start_term`` the term at
+    ``start``, ``runs`` the terms of the entries. Replaced whole after every write (never
+    mutated once published), so a reader on another thread sees one consistent view."""
+
+    start: int = 0
+    start_term: int = 0
+    last: int = 0
+    runs: TermRuns = field(default_factory=TermRuns)
+
+    def term(self, index: int) -> int:
+        if index < self.start:
+            raise CompactedError(f"entry {index} is compacted (first index {self.start + 1})")
+        if index > self.last:
+            raise UnavailableError(f"entry {index} is beyond the last index {self.last}")
+        if index == self.start:
+            return self.start_term
+        return self.runs.term(index)
+
+    def check_consistent(self) -> None:
+        runs = self.runs
+        consistent = self.start <= self.last and (
+            (self.last == self.start and not runs.firsts)
+            or (bool(runs.firsts) and runs.firsts[0] == self.start + 1
+                and runs.firsts[-1] <= self.last)
+        )
+        if not consistent:
+            raise CorruptionError(
+                f"raft log bounds (start {self.start}, last {self.last}) and term runs "
+                f"{list(zip(runs.firsts, runs.terms, strict=True))} disagree"
+            )
+
+
+class _Inconsistent(Exception):
+    """What the log read does not match the bounds it was read with."""
+
+
 class LevelDBRaftStorage:
-    """``consensus.ports.RaftStorage`` over a :class:`~storage.database.Database`."""
+    """``consensus.ports.RaftStorage`` over a :class:`~storage.database.Database`.
+
+    Threads: one writer at a time (``persist``, ``compact``, ``create_snapshot``,
+    ``set_conf_state``), which may run in a worker thread while the RawNode reads on
+    another: the cached bounds are published as one immutable :class:`LogBounds` after
+    each write, and ``entries`` double-checks what it read (see there)."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
         self._db = database.db
         self._hard_state = HardState()
-        self._start = 0
-        self._start_term = 0
-        self._last = 0
-        self._runs = TermRuns()
+        self._bounds = LogBounds()
         self._snapshot_metadata = SnapshotMetadata()
         self._load()
-        # Lowest entry key physically present; below ``_start + 1`` it is garbage.
+        # Lowest entry key physically present; below ``start + 1`` it is garbage.
         self._physical_first = self._find_physical_first()
         self._collect_garbage()
 
@@ -157,53 +203,39 @@ class LevelDBRaftStorage:
 
     def entries(self, low: int, high: int, size_bytes_max: int) -> list[Entry]:
         """Entries in ``[low, high)``; at least one; more only while the total of their
-        ``data`` lengths stays within ``size_bytes_max``."""
+        ``data`` lengths stays within ``size_bytes_max``.
+
+        Fast path: the cached bounds, then the entries as LevelDB holds them now. If a
+        write on another thread raced with us (an entry missing, a term not the cached
+        one), read again from one LevelDB snapshot together with the bounds stored in it:
+        that answer is consistent, and a mismatch there is real corruption."""
         assert low < high, f"empty or inverted range [{low}, {high})"
-        if low <= self._start:
-            raise CompactedError(f"entry {low} is compacted (first index {self._start + 1})")
-        if high > self._last + 1:
-            raise UnavailableError(f"entry {high - 1} is beyond the last index {self._last}")
-        result: list[Entry] = []
-        total_bytes = 0
-        expected = low
-        runs_term = self._runs.term
-        iterator = self._db.iterator(
-            start=keys.entry_key(low), stop=keys.entry_key(high), verify_checksums=True
-        )
-        with iterator:
-            for key, value in iterator:
-                index = keys.U64.unpack_from(key, 1)[0]
-                if index != expected:
-                    raise CorruptionError(f"raft entry {expected} is missing from the log")
-                entry = decode_entry(key, index, value)
-                if entry.term != runs_term(index):
-                    raise CorruptionError(
-                        f"raft entry {index} has term {entry.term} but the term runs say "
-                        f"{runs_term(index)}"
-                    )
-                total_bytes += len(entry.data)
-                if result and total_bytes > size_bytes_max:
-                    break
-                result.append(entry)
-                expected += 1
-        if not result or (expected < high and total_bytes <= size_bytes_max):
-            raise CorruptionError(f"raft entry {expected} is missing from the log")
-        return result
+        try:
+            return self._read_entries(self._bounds, None, low, high, size_bytes_max)
+        except _Inconsistent:
+            pass
+        snapshot = self._db.snapshot()
+        try:
+            bounds = self._stored_bounds(snapshot)
+            try:
+                return self._read_entries(bounds, snapshot, low, high, size_bytes_max)
+            except _Inconsistent as error:
+                raise CorruptionError(str(error)) from None
+        finally:
+            snapshot.close()
 
     def term(self, index: int) -> int:
-        if index < self._start:
-            raise CompactedError(f"entry {index} is compacted (first index {self._start + 1})")
-        if index > self._last:
-            raise UnavailableError(f"entry {index} is beyond the last index {self._last}")
-        if index == self._start:
-            return self._start_term
-        return self._runs.term(index)
+        return self._bounds.term(index)
 
     def first_index(self) -> int:
-        return self._start + 1
+        return self._bounds.start + 1
 
     def last_index(self) -> int:
-        return self._last
+        return self._bounds.last
+
+    @property
+    def bounds(self) -> LogBounds:
+        return self._bounds
 
     def snapshot(self) -> Snapshot:
         payload = self._database.get(keys.RAFT_SNAPSHOT_KEY)
@@ -223,10 +255,10 @@ class LevelDBRaftStorage:
     ) -> None:
         """One atomic batch: the snapshot (replacing the whole log, as etcd's
         ``ApplySnapshot``; one older than the held snapshot raises SnapshotOutOfDateError;
-        an empty one is ignored), then the entries (replacing any suffix from the first new
-        index on), then the hard state."""
-        start, start_term, last = self._start, self._start_term, self._last
-        runs = self._runs
+        an empty one is ignored), then the entries (replacing any suffix from the first
+        new index on), then the hard state."""
+        old = self._bounds
+        start, start_term, last, runs = old.start, old.start_term, old.last, old.runs
         batch = self._database.batch(sync=sync)
         conf_update: tuple[int, ConfState] | None = None
         snapshot_metadata = self._snapshot_metadata
@@ -261,40 +293,41 @@ class LevelDBRaftStorage:
                     _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit),
                 ),
             )
-        if (start, start_term, last) != (self._start, self._start_term, self._last):
+        if (start, start_term, last) != (old.start, old.start_term, old.last):
             self._put_bounds(batch, start, start_term, last)
-        if runs is not self._runs and runs != self._runs:
+        if runs is not old.runs and runs != old.runs:
             batch.put(keys.RAFT_TERM_RUNS_KEY, keys.seal(keys.RAFT_TERM_RUNS_KEY, runs.encode()))
 
         self._database.write(batch, "persisting raft state")
 
         if hard_state is not None:
             self._hard_state = hard_state
-        self._start, self._start_term, self._last, self._runs = start, start_term, last, runs
+        self._bounds = LogBounds(start, start_term, last, runs)
         self._snapshot_metadata = snapshot_metadata
         if conf_update is not None:
             self._database.conf_state_written(*conf_update)
-        if self._physical_first <= self._start:
+        if self._physical_first <= start:
             self._collect_garbage()
 
     def compact(self, index: int) -> None:
         """Discard entries through ``index``: the new bounds are written first, then the
         entries are deleted in bounded batches (resumed on open after a crash). Compacting
         at or below the current compaction point is a no-op, as in MemoryStorage."""
-        if index <= self._start:
+        old = self._bounds
+        if index <= old.start:
             return
-        assert index <= self._last, f"compact({index}) beyond the last index {self._last}"
-        term = self.term(index)
-        runs = self._runs.copy()
-        if index == self._last:
+        assert index <= old.last, f"compact({index}) beyond the last index {old.last}"
+        term = old.term(index)
+        if index == old.last:
             runs = TermRuns()
         else:
+            runs = old.runs.copy()
             runs.drop_through(index)
         batch = self._database.batch(sync=False)
-        self._put_bounds(batch, index, term, self._last)
+        self._put_bounds(batch, index, term, old.last)
         batch.put(keys.RAFT_TERM_RUNS_KEY, keys.seal(keys.RAFT_TERM_RUNS_KEY, runs.encode()))
         self._database.write(batch, "compacting the raft log")
-        self._start, self._start_term, self._runs = index, term, runs
+        self._bounds = LogBounds(index, term, old.last, runs)
         self._collect_garbage()
 
     def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
@@ -305,9 +338,10 @@ class LevelDBRaftStorage:
                 f"snapshot at {index} is not newer than the held one at "
                 f"{self._snapshot_metadata.index}"
             )
-        assert index <= self._last, f"snapshot at {index} beyond the last index {self._last}"
+        bounds = self._bounds
+        assert index <= bounds.last, f"snapshot at {index} beyond the last index {bounds.last}"
         assert len(data) <= limits.BLOB_SIZE_BYTES_MAX
-        metadata = SnapshotMetadata(index=index, term=self.term(index), conf_state=conf_state)
+        metadata = SnapshotMetadata(index=index, term=bounds.term(index), conf_state=conf_state)
         snapshot = Snapshot(metadata=metadata, data=data)
         batch = self._database.batch(sync=True)
         batch.put(keys.RAFT_SNAPSHOT_KEY, keys.seal(keys.RAFT_SNAPSHOT_KEY, snapshot.encode()))
@@ -333,6 +367,66 @@ class LevelDBRaftStorage:
             self._database.conf_state_written(index, conf_state)
 
     # ------------------------------------------------------------------ internals
+
+    def _read_entries(
+        self, bounds: LogBounds, snapshot: Any, low: int, high: int, size_bytes_max: int
+    ) -> list[Entry]:
+        if low <= bounds.start:
+            raise CompactedError(f"entry {low} is compacted (first index {bounds.start + 1})")
+        if high > bounds.last + 1:
+            raise UnavailableError(f"entry {high - 1} is beyond the last index {bounds.last}")
+        result: list[Entry] = []
+        total_bytes = 0
+        expected = low
+        runs_term = bounds.runs.term
+        source = self._db if snapshot is None else snapshot
+        iterator = source.iterator(
+            start=keys.entry_key(low), stop=keys.entry_key(high), verify_checksums=True
+        )
+        key = keys.entry_key(low)
+        try:
+            with iterator:
+                for key, value in iterator:
+                    index = keys.U64.unpack_from(key, 1)[0]
+                    if index != expected:
+                        raise _Inconsistent(f"raft entry {expected} is missing from the log")
+                    entry = decode_entry(key, index, value)
+                    if entry.term != runs_term(index):
+                        raise _Inconsistent(
+                            f"raft entry {index} has term {entry.term} but the term runs "
+                            f"say {runs_term(index)}"
+                        )
+                    total_bytes += len(entry.data)
+                    if result and total_bytes > size_bytes_max:
+                        break
+                    result.append(entry)
+                    expected += 1
+        except plyvel.Error as error:
+            raise read_error(key, error) from None
+        if not result or (expected < high and total_bytes <= size_bytes_max):
+            raise _Inconsistent(f"raft entry {expected} is missing from the log")
+        return result
+
+    def _stored_bounds(self, source: Any) -> LogBounds:
+        """The bounds and term runs as stored (in ``source``: the database or a snapshot)."""
+
+        def get(key: bytes) -> bytes | None:
+            try:
+                value = source.get(key, verify_checksums=True)
+            except plyvel.Error as error:
+                raise read_error(key, error) from None
+            return None if value is None else keys.unseal(key, value)
+
+        start = start_term = last = 0
+        payload = get(keys.RAFT_LOG_BOUNDS_KEY)
+        if payload is not None:
+            _expect_size(keys.RAFT_LOG_BOUNDS_KEY, payload, _LOG_BOUNDS.size)
+            start, start_term, last = _LOG_BOUNDS.unpack(payload)
+        payload = get(keys.RAFT_TERM_RUNS_KEY)
+        runs = TermRuns() if payload is None else TermRuns.decode(payload)
+        bounds = LogBounds(start, start_term, last, runs)
+        bounds.check_consistent()
+        return bounds
 
     def _add_entries(
         self,
@@ -385,45 +479,29 @@ class LevelDBRaftStorage:
             _expect_size(keys.RAFT_HARD_STATE_KEY, payload, _HARD_STATE.size)
             term, vote, commit = _HARD_STATE.unpack(payload)
             self._hard_state = HardState(term=term, vote=vote, commit=commit)
-        payload = database.get(keys.RAFT_LOG_BOUNDS_KEY)
-        if payload is not None:
-            _expect_size(keys.RAFT_LOG_BOUNDS_KEY, payload, _LOG_BOUNDS.size)
-            self._start, self._start_term, self._last = _LOG_BOUNDS.unpack(payload)
-        payload = database.get(keys.RAFT_TERM_RUNS_KEY)
-        if payload is not None:
-            self._runs = TermRuns.decode(payload)
+        self._bounds = self._stored_bounds(self._db)
         payload = database.get(keys.RAFT_SNAPSHOT_KEY)
         if payload is not None:
             self._snapshot_metadata = _decode_snapshot(payload).metadata
-        runs = self._runs
-        consistent = self._start <= self._last and (
-            (self._last == self._start and not runs.firsts)
-            or (bool(runs.firsts) and runs.firsts[0] == self._start + 1
-                and runs.firsts[-1] <= self._last)
-        )
-        if not consistent:
-            raise CorruptionError(
-                f"raft log bounds (start {self._start}, last {self._last}) and term runs "
-                f"{list(zip(runs.firsts, runs.terms, strict=True))} disagree"
-            )
 
     def _find_physical_first(self) -> int:
         for key, _ in self._database.iterate(
             start=keys.ENTRY_PREFIX, stop=keys.prefix_end(keys.ENTRY_PREFIX), include_value=False
         ):
             return int(keys.U64.unpack_from(key, 1)[0])
-        return self._last + 1
+        return self._bounds.last + 1
 
     def _collect_garbage(self) -> None:
         """Delete entries below the first index, in bounded batches."""
-        if self._physical_first > self._start:
+        start = self._bounds.start
+        if self._physical_first > start:
             return
         self._database.clear_range(
             keys.entry_key(self._physical_first),
-            keys.entry_key(self._start + 1),
+            keys.entry_key(start + 1),
             "compacted raft entries",
         )
-        self._physical_first = self._start + 1
+        self._physical_first = start + 1
 
 
 def _expect_size(key: bytes, payload: bytes, size: int) -> None:

@@ -293,3 +293,66 @@ def _compare(model: MemoryStorage, store: Store) -> None:
 @pytest.mark.parametrize("seed", range(12))
 def test_matches_memory_storage(seed: int, tmp_path: Path) -> None:
     _random_operations(seed, tmp_path)
+
+
+# ---- a writer thread racing the RawNode's reads ----
+
+
+def test_reads_race_a_writer_thread_without_false_corruption(tmp_path: Path) -> None:
+    """The node persists and compacts in a worker thread while the RawNode reads on its
+    own: reads must see a consistent log (or Compacted/Unavailable), never a spurious
+    CorruptionError."""
+    import threading
+    import time
+
+    store = open_store(tmp_path / "node")
+    raft = store.raft
+    raft.persist(hard_state=None, entries=entries(1, 50, 1), snapshot=None, sync=False)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        rng = random.Random(7)
+        term = 1
+        try:
+            while not stop.is_set():
+                last = raft.last_index()
+                if rng.random() < 0.2:
+                    term += 1
+                    first_new = max(raft.first_index(), last - 3)
+                else:
+                    first_new = last + 1
+                raft.persist(hard_state=None, entries=entries(first_new, first_new + 9, term),
+                             snapshot=None, sync=False)
+                if rng.random() < 0.1:
+                    raft.compact(max(raft.first_index(), raft.last_index() - 40))
+        except BaseException as error:  # pragma: no cover - reported below
+            failures.append(error)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = 0
+    deadline = time.monotonic() + 1.5
+    rng = random.Random(3)
+    try:
+        while time.monotonic() < deadline:
+            bounds = raft.bounds
+            if bounds.last <= bounds.start + 1:
+                continue
+            low = rng.randint(bounds.start + 1, bounds.last)
+            high = rng.randint(low + 1, bounds.last + 1)
+            try:
+                got = raft.entries(low, high, 1 << 20)
+            except (CompactedError, UnavailableError):
+                continue
+            assert [e.index for e in got] == list(range(low, low + len(got)))
+            for e in got:
+                assert e.data == b"entry %d/%d" % (e.index, e.term)
+            assert [e.term for e in got] == sorted(e.term for e in got)
+            reads += 1
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+        store.close()
+    assert not failures, failures
+    assert reads > 100
