@@ -283,6 +283,19 @@ class MemoryTransport:
             for peer_id in sorted(known)
         ]
 
+    def gossip_topic_peers(self, topic: str) -> set[str]:
+        """Connected peers subscribed to ``topic`` (they would get our messages)."""
+        return {
+            peer_id for peer_id in self.connections
+            if (remote := self._network.transport(peer_id)) is not None
+            and remote.subscribes_to(topic)
+        }
+
+    def subscribes_to(self, topic: str) -> bool:
+        return topic in self._gossip_handlers
+
+    gossip_mesh_peers = gossip_topic_peers
+
     # ================================================================ service
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -528,6 +528,11 @@ class Libp2pTransport:
         except Exception as error:  # refused, unreachable, timed out, handshake failed
             log.info("dial failed", error=repr(error))
             return False
+        # connect() returns at once, without a checkpoint, while a closing connection is
+        # still registered: only a live connection counts as success.
+        await trio.lowlevel.checkpoint()
+        if not self.is_connected(peer_id):
+            return False
         log.info("peer connected")
         return True
 
