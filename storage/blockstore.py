@@ -229,10 +229,14 @@ class BlockStore:
         self._add_state_writes(batch, state_writes)
 
         new_head = ChainHead(height, block_hash)
-        conf_written = self._add_progress(batch, new_head, applied_index, conf_state)
-        database.write(batch, f"applying block {height}")
+        self._add_progress(batch, new_head, applied_index)
+        database.write(
+            batch,
+            f"applying block {height}",
+            conf_update=None if conf_state is None else (applied_index, conf_state),
+        )
         self._head = new_head
-        self._committed(applied_index, conf_state if conf_written else None)
+        database.applied_index = applied_index
         return True
 
     def record_applied_index(
@@ -246,9 +250,13 @@ class BlockStore:
         if index <= database.applied_index:
             return False
         batch = database.batch(sync=sync)
-        conf_written = self._add_progress(batch, None, index, conf_state)
-        database.write(batch, f"recording applied index {index}")
-        self._committed(index, conf_state if conf_written else None)
+        self._add_progress(batch, None, index)
+        database.write(
+            batch,
+            f"recording applied index {index}",
+            conf_update=None if conf_state is None else (index, conf_state),
+        )
+        database.applied_index = index
         return True
 
     # ------------------------------------------------------------------ block reads
@@ -452,13 +460,7 @@ class BlockStore:
             else:
                 put(key, pack_u32(crc32(key + value)) + value)
 
-    def _add_progress(
-        self,
-        batch: Any,
-        head: ChainHead | None,
-        applied_index: int,
-        conf_state: ConfState | None,
-    ) -> bool:
+    def _add_progress(self, batch: Any, head: ChainHead | None, applied_index: int) -> None:
         if head is not None:
             batch.put(
                 keys.META_HEAD_KEY,
@@ -467,14 +469,6 @@ class BlockStore:
         batch.put(
             keys.META_APPLIED_KEY, keys.seal(keys.META_APPLIED_KEY, _pack_u64(applied_index))
         )
-        if conf_state is None:
-            return False
-        return self._database.put_conf_state(batch, applied_index, conf_state)
-
-    def _committed(self, applied_index: int, conf_state: ConfState | None) -> None:
-        self._database.applied_index = applied_index
-        if conf_state is not None:
-            self._database.conf_state_written(applied_index, conf_state)
 
     def _set_imported_head(self, head: ChainHead, applied_index: int) -> None:
         self._head = head

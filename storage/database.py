@@ -13,6 +13,7 @@ thread-safe and the cached head / applied index are replaced as whole objects).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,9 @@ class Database:
         self.db = db
         self.path = path
         self.chain_id = chain_id
-        self.conf_index = 0
-        self.conf_state = ConfState()
+        # (Raft index it took effect at, conf state): replaced whole, under _conf_lock.
+        self._conf: tuple[int, ConfState] = (0, ConfState())
+        self._conf_lock = threading.Lock()
         # The last applied Raft index (``m applied``); the block store writes it.
         self.applied_index = 0
         self._closed = False
@@ -188,21 +190,36 @@ class Database:
         """A fresh plyvel WriteBatch; write it with :meth:`write`."""
         return self.db.write_batch(sync=sync)
 
-    def write(self, batch: Any, what: str) -> None:
-        _wrap_plyvel_errors(what, batch.write)
-
-    def put_conf_state(self, batch: Any, index: int, conf_state: ConfState) -> bool:
-        """Add the conf state record to ``batch`` if ``index`` is not older than the stored
-        one; call :meth:`conf_state_written` after the batch is written."""
-        if index < self.conf_index:
+    def write(
+        self, batch: Any, what: str, *, conf_update: tuple[int, ConfState] | None = None
+    ) -> bool:
+        """Write ``batch``. With ``conf_update`` (index, conf state), the conf state record
+        joins the batch unless a newer one is stored; the check and the write are one step
+        (the Raft driver and the applier may write from different threads). Returns
+        whether the conf state was written."""
+        if conf_update is None:
+            _wrap_plyvel_errors(what, batch.write)
             return False
-        payload = keys.pack_u64(index) + conf_state.encode()
-        batch.put(keys.CONF_STATE_KEY, keys.seal(keys.CONF_STATE_KEY, payload))
-        return True
+        index, conf_state = conf_update
+        with self._conf_lock:
+            newer = index >= self._conf[0]
+            if newer:
+                payload = keys.pack_u64(index) + conf_state.encode()
+                batch.put(keys.CONF_STATE_KEY, keys.seal(keys.CONF_STATE_KEY, payload))
+            _wrap_plyvel_errors(what, batch.write)
+            if newer:
+                self._conf = (index, conf_state)
+        return newer
 
-    def conf_state_written(self, index: int, conf_state: ConfState) -> None:
-        self.conf_index = index
-        self.conf_state = conf_state
+    @property
+    def conf_index(self) -> int:
+        """The Raft index the recorded configuration took effect at."""
+        return self._conf[0]
+
+    @property
+    def conf_state(self) -> ConfState:
+        """The recorded configuration (ConfState() if none yet)."""
+        return self._conf[1]
 
     def clear_range(self, start: bytes, stop: bytes | None, what: str) -> int:
         """Delete every key in ``[start, stop)`` in bounded, unsynced batches (a later
@@ -238,8 +255,7 @@ class Database:
             )
         except DecodeError as error:
             raise undecodable(keys.CONF_STATE_KEY, str(error)) from None
-        self.conf_index = keys.U64.unpack_from(payload)[0]
-        self.conf_state = conf_state
+        self._conf = (keys.U64.unpack_from(payload)[0], conf_state)
 
 
 def undecodable(key: bytes, reason: str) -> CorruptionError:

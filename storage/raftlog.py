@@ -279,8 +279,7 @@ class LevelDBRaftStorage:
                 keys.RAFT_SNAPSHOT_KEY, keys.seal(keys.RAFT_SNAPSHOT_KEY, snapshot.encode())
             )
             snapshot_metadata = metadata
-            if self._database.put_conf_state(batch, metadata.index, metadata.conf_state):
-                conf_update = (metadata.index, metadata.conf_state)
+            conf_update = (metadata.index, metadata.conf_state)
 
         if entries:
             runs, last = self._add_entries(batch, entries, start, start_term, last, runs)
@@ -298,14 +297,12 @@ class LevelDBRaftStorage:
         if runs is not old.runs and runs != old.runs:
             batch.put(keys.RAFT_TERM_RUNS_KEY, keys.seal(keys.RAFT_TERM_RUNS_KEY, runs.encode()))
 
-        self._database.write(batch, "persisting raft state")
+        self._database.write(batch, "persisting raft state", conf_update=conf_update)
 
         if hard_state is not None:
             self._hard_state = hard_state
         self._bounds = LogBounds(start, start_term, last, runs)
         self._snapshot_metadata = snapshot_metadata
-        if conf_update is not None:
-            self._database.conf_state_written(*conf_update)
         if self._physical_first <= start:
             self._collect_garbage()
 
@@ -345,11 +342,10 @@ class LevelDBRaftStorage:
         snapshot = Snapshot(metadata=metadata, data=data)
         batch = self._database.batch(sync=True)
         batch.put(keys.RAFT_SNAPSHOT_KEY, keys.seal(keys.RAFT_SNAPSHOT_KEY, snapshot.encode()))
-        conf_written = self._database.put_conf_state(batch, index, conf_state)
-        self._database.write(batch, "recording a raft snapshot")
+        self._database.write(
+            batch, "recording a raft snapshot", conf_update=(index, conf_state)
+        )
         self._snapshot_metadata = metadata
-        if conf_written:
-            self._database.conf_state_written(index, conf_state)
         return snapshot
 
     def set_conf_state(
@@ -361,10 +357,10 @@ class LevelDBRaftStorage:
         after applying a conf-change entry. An older index than the stored one is ignored."""
         if index is None:
             index = self._database.applied_index
+        if index < self._database.conf_index:
+            return
         batch = self._database.batch(sync=sync)
-        if self._database.put_conf_state(batch, index, conf_state):
-            self._database.write(batch, "recording the conf state")
-            self._database.conf_state_written(index, conf_state)
+        self._database.write(batch, "recording the conf state", conf_update=(index, conf_state))
 
     # ------------------------------------------------------------------ internals
 

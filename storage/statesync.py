@@ -250,7 +250,7 @@ class StateImport:
             keys.META_STATE_GENERATION_KEY,
             keys.seal(keys.META_STATE_GENERATION_KEY, self._generation),
         )
-        store._add_progress(batch, head, self.applied_index, None)
+        store._add_progress(batch, head, self.applied_index)
         batch.delete(keys.META_IMPORT_KEY)
         database.write(batch, "switching to the imported state")
         old_generation = store.live_generation

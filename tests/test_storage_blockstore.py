@@ -184,3 +184,13 @@ def test_state_digest_is_order_and_history_independent(tmp_path: Path) -> None:
         assert one.blocks.state_digest() == two.blocks.state_digest()
         apply(two, 2, writes={b"b": b"22"})
         assert one.blocks.state_digest() != two.blocks.state_digest()
+
+
+def test_genesis_record_at_applied_index_zero(store: Store) -> None:
+    """The node applies its genesis record (height 0) before any Raft entry exists."""
+    assert apply(store, 0, applied_index=0)
+    assert store.blocks.applied_index() == 0
+    assert store.blocks.head() == ChainHead(0, block_hash(0))
+    with pytest.raises(AssertionError):
+        apply(store, 1, applied_index=0)
+    assert apply(store, 1, applied_index=1)
