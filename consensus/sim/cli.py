@@ -183,20 +183,30 @@ def run_simulate(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 2
     results: list[SimulationResult] = []
     failures: list[tuple[SimulationConfig, SimulationResult]] = []
-    for config in configs:
-        result = Simulation(config).run()
-        results.append(result)
-        if args.verbose and not args.json:
-            print(_seed_line(result), file=out)
-        if not result.ok:
-            failures.append((config, result))
-            if not args.json:
-                _print_failure(config, result, out)
+    interrupted = False
+    try:
+        for config in configs:
+            result = Simulation(config).run()
+            results.append(result)
+            if args.verbose and not args.json:
+                print(_seed_line(result), file=out, flush=True)
+            if not result.ok:
+                failures.append((config, result))
+                if not args.json:
+                    _print_failure(config, result, out)
+    except KeyboardInterrupt:
+        # A long run stopped by hand still reports the seeds it finished.
+        interrupted = True
+        print(f"simulate: interrupted after {len(results)} seeds", file=sys.stderr)
+    if not results:
+        return 130 if interrupted else 0
     if args.json:
         print(json.dumps(_summary(args, results, failures), sort_keys=True), file=out)
     else:
         print(_summary_line(args, results, failures), file=out)
-    return 1 if failures else 0
+    if failures:
+        return 1
+    return 130 if interrupted else 0
 
 
 def _seed_line(result: SimulationResult) -> str:
