@@ -100,7 +100,7 @@ class InProcessLedger:
         self.blocks.append(CommittedBlock(context, raws, outcome.codes))
         self.events.extend(outcome.events)
         for tx, code, message in zip(txs, outcome.codes, outcome.messages, strict=True):
-            if tx is not None:
+            if tx is not None and tx.tx_id not in self.results:  # a replay keeps the first
                 self.results[tx.tx_id] = code
                 self.messages[tx.tx_id] = message
         return outcome
