@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from consensus import confchange
 from consensus.config import Config, RaftBugs
-from consensus.log import RaftLog
+from consensus.log import NO_LIMIT, RaftLog
 from consensus.ports import CompactedError, RaftLogger, RaftStorage, RandomSource
 from consensus.progress import Progress, ProgressState
 from consensus.quorum import VoteResult
@@ -365,7 +365,7 @@ class Raft:
         log = self.log
         if log.committed <= log.applied:
             return False
-        unapplied = log.slice(log.applied + 1, log.committed + 1, 2**63, 2**63)
+        unapplied = log.slice(log.applied + 1, log.committed + 1, NO_LIMIT, NO_LIMIT)
         return any(entry.type == EntryType.CONF_CHANGE for entry in unapplied)
 
     def _campaign(self, campaign_type: CampaignType) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from consensus.config import Config
 from consensus.errors import InvalidMessageError, UnknownPeerError
+from consensus.log import NO_LIMIT
 from consensus.memory import MemoryStorage
 from consensus.raw_node import RawNode, Ready
 from consensus.sim.format import (
@@ -330,7 +331,7 @@ class InteractionEnvironment:
         log = node.raw_node.raft.log
         first = log.first_index()
         last = log.last_index()
-        entries = log.slice(first, last + 1, 2**63, 2**63) if last >= first else []
+        entries = log.slice(first, last + 1, NO_LIMIT, NO_LIMIT) if last >= first else []
         lines = [f"{node_id}: log [{first}, {last}] committed={log.committed}"]
         lines.extend(f"  {describe_entry(entry)}" for entry in entries)
         return "\n".join(lines)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from consensus.config import Config, RaftBugs
 from consensus.errors import UnknownPeerError
+from consensus.log import NO_LIMIT, RaftLog
 from consensus.memory import MemoryStorage
 from consensus.raw_node import RawNode
 from consensus.sim.checkers import (
@@ -692,11 +693,7 @@ class Simulation:
         )
 
 
-def _term_lookup(log: object) -> Callable[[int], int | None]:
-    from consensus.log import RaftLog
-
-    assert isinstance(log, RaftLog)
-
+def _term_lookup(log: RaftLog) -> Callable[[int], int | None]:
     def term_at(index: int) -> int | None:
         if index < log.first_index() - 1:
             return None
@@ -714,7 +711,7 @@ def _log_contents(node: SimulatedNode) -> dict[int, tuple[int, EntryType, bytes]
         return {}
     return {
         entry.index: (entry.term, entry.type, entry.data)
-        for entry in storage.entries(first, last + 1, 2**63)
+        for entry in storage.entries(first, last + 1, NO_LIMIT)
     }
 
 
