@@ -24,7 +24,6 @@ from node.rpc.context import CallContext
 from node.rpc.errors import (
     InvalidParams,
     NotFound,
-    NotReady,
     Timeout,
     TooManySubscriptions,
     TxRejected,
@@ -178,7 +177,6 @@ def submit_view(result: SubmitResult) -> dict[str, Any]:
 
 
 async def tx_submit(call: CallContext, params: dict[str, Any]) -> Any:
-    _require_ready(call)
     (result,) = await _submit(call, [params["raw"]])
     view = submit_view(result)
     if not result.accepted:
@@ -188,13 +186,7 @@ async def tx_submit(call: CallContext, params: dict[str, Any]) -> Any:
 
 
 async def tx_submit_batch(call: CallContext, params: dict[str, Any]) -> Any:
-    _require_ready(call)
     return [submit_view(result) for result in await _submit(call, params["raws"])]
-
-
-def _require_ready(call: CallContext) -> None:
-    if not call.node.ready():
-        raise NotReady("Node not ready: no leader known (or not started); retry shortly")
 
 
 async def tx_status(call: CallContext, params: dict[str, Any]) -> Any:
@@ -337,7 +329,7 @@ def _tx_methods(submit_batch_txs_max: int) -> list[MethodSpec]:
             "tx_submit", "Submit one signed tx (stateless check, then the mempool).",
             tx_submit, ResultSpec("submitted", submit_result, OBJECT),
             params=(ParamSpec("raw", RAW_TX, "the signed tx, canonical encoding"),),
-            errors=(TxRejected, NotReady, Timeout),
+            errors=(TxRejected, Timeout),
             description="A refused tx is error -32000 whose data is the same object, "
             "with the ResultCode name as reason.",
         ),
@@ -349,7 +341,7 @@ def _tx_methods(submit_batch_txs_max: int) -> list[MethodSpec]:
                 ParamSpec("raws", ArrayOf(RAW_TX, length_max=submit_batch_txs_max, length_min=1),
                           "signed txs"),
             ),
-            errors=(NotReady, Timeout),
+            errors=(Timeout,),
         ),
         MethodSpec(
             "tx_status", "pending (in the mempool), committed (with height and code) or unknown.",
