@@ -47,6 +47,7 @@ from node.rpc.registry import (
     Text,
 )
 from node.rpc.subscriptions import (
+    SUBSCRIPTION_ID_BYTES,
     SUBSCRIPTION_ID_PATTERN,
     TOPIC_NEW_BLOCKS,
     TOPICS,
@@ -58,7 +59,9 @@ TOKEN_LENGTH_MAX = 256
 
 HASH = HexBytes(size=HASH_SIZE)
 RAW_TX = HexBytes(size_max=TX_SIZE_BYTES_MAX)
-SUBSCRIPTION_ID = Text(length_max=2 + 2 * 8, length_min=1, pattern=SUBSCRIPTION_ID_PATTERN)
+SUBSCRIPTION_ID = Text(
+    length_max=2 + 2 * SUBSCRIPTION_ID_BYTES, length_min=1, pattern=SUBSCRIPTION_ID_PATTERN
+)
 OBJECT: dict[str, Any] = {"type": "object"}
 ARRAY_OF_OBJECTS: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
 

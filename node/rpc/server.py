@@ -28,7 +28,7 @@ from node.rpc.app import RpcApplication
 from node.rpc.app_methods import AppMethodSpec, register_app_methods
 from node.rpc.context import RpcStatistics, ServerContext
 from node.rpc.limits import RpcLimits
-from node.rpc.methods import default_registry
+from node.rpc.methods import TOKEN_LENGTH_MAX, default_registry
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8545
@@ -55,6 +55,9 @@ class RpcServer:
         log: Any = None,
     ) -> None:
         assert 0 <= port <= 65535, f"port {port} out of range"
+        assert admin_token is None or len(admin_token) <= TOKEN_LENGTH_MAX, (
+            f"an admin token is at most {TOKEN_LENGTH_MAX} characters"
+        )
         self.host = host
         self.requested_port = port
         self.port: int | None = None  # the bound port, once running

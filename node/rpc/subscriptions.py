@@ -45,7 +45,7 @@ TOPIC_TX_RESULTS = "txResults"
 TOPICS = (TOPIC_NEW_BLOCKS, TOPIC_TX_RESULTS)
 NOTIFICATION_METHOD = "chain_subscription"
 SUBSCRIPTION_ID_BYTES = 8
-SUBSCRIPTION_ID_PATTERN = "0x[0-9a-f]{16}"
+SUBSCRIPTION_ID_PATTERN = f"0x[0-9a-f]{{{2 * SUBSCRIPTION_ID_BYTES}}}"
 
 # Results in one batched txResults notification: about 150 bytes each, so one message
 # stays under 1 MiB (trio-websocket's and many clients' default message size cap).
