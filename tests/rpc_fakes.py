@@ -62,6 +62,7 @@ class FakeNode:
         self.is_ready = True
         self.submit_delay_seconds = 0.0
         self.subscriber_buffer_events = SUBSCRIBER_BUFFER_EVENTS
+        self.replay_on_subscribe: list[Block] = []  # queued for a subscriber at once
         self.block_subscribers: list[trio.MemorySendChannel[Block]] = []
         self.result_subscribers: list[trio.MemorySendChannel[TxResultEvent]] = []
         self.app_handlers: dict[str, Callable[[dict[str, Any]], Any]] = {}
@@ -179,6 +180,8 @@ class FakeNode:
 
     def subscribe_blocks(self) -> AsyncIterator[Block]:
         send, receive = trio.open_memory_channel[Block](self.subscriber_buffer_events)
+        for block in self.replay_on_subscribe:
+            send.send_nowait(block)
         self.block_subscribers.append(send)
         return _iterate(receive)
 

@@ -350,3 +350,16 @@ async def test_batched_subscription_overflows_like_any_other() -> None:
         assert params == {"subscription": subscription, "error": params["error"]}
         assert params["error"]["code"] == errors.SUBSCRIPTION_OVERFLOW
         assert (await ws.result("chain_head"))["height"] == 1
+
+
+async def test_the_subscription_id_arrives_before_its_first_notification() -> None:
+    node = FakeNode()
+    node.replay_on_subscribe = [node.commit([tx(1).raw])]  # ready before the response is
+    async with running_server(node) as running, ws_client(running) as ws:
+        request = {"jsonrpc": "2.0", "id": 1, "method": "chain_subscribe",
+                   "params": {"topic": "newBlocks"}}
+        await ws.connection.send_message(json.dumps(request))
+        first = json.loads(await ws.connection.get_message())
+        second = json.loads(await ws.connection.get_message())
+        assert first["id"] == 1
+        assert second["params"]["subscription"] == first["result"]
