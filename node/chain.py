@@ -132,9 +132,15 @@ class Chain:
         workers: int = 2,
         checked_lookup: Callable[[bytes], Transaction | None] | None = None,
         genesis_time_ms: int = 0,
+        sync_applies: bool = True,
     ) -> None:
         self.chain_id = chain_id
         self.genesis_time_ms = genesis_time_ms
+        # Validators: False. Their raft log, synced before any ack, is the write-ahead log:
+        # an apply batch lost in a crash is applied again from it (applying is
+        # idempotent), so a second fsync per block buys nothing. Observers have no raft
+        # log and sync every apply.
+        self.sync_applies = sync_applies
         self.store = store
         self.blocks = store.blocks
         self.state = StoreStateReader(store.blocks)
@@ -185,20 +191,20 @@ class Chain:
         if entry.index <= self.blocks.applied_index():
             return ApplyResult(entry.index, skipped_reason="already applied")
         if entry.type is EntryType.CONF_CHANGE:
-            self.blocks.record_applied_index(entry.index)
+            self.blocks.record_applied_index(entry.index, sync=self.sync_applies)
             return ApplyResult(entry.index, conf_change=entry.data)
         if not entry.data:  # a new leader's no-op
-            self.blocks.record_applied_index(entry.index)
+            self.blocks.record_applied_index(entry.index, sync=self.sync_applies)
             return ApplyResult(entry.index, skipped_reason="no-op")
         try:
             block = decode_block(entry.data, chain_id=self.chain_id)
         except DecodeError as error:
-            self.blocks.record_applied_index(entry.index)
+            self.blocks.record_applied_index(entry.index, sync=self.sync_applies)
             return ApplyResult(entry.index, skipped_reason=f"undecodable block: {error}")
         tx_ids = block.tx_ids()
         reason = self._reject_reason(block, entry)
         if reason is not None:
-            self.blocks.record_applied_index(entry.index)
+            self.blocks.record_applied_index(entry.index, sync=self.sync_applies)
             return ApplyResult(entry.index, skipped_reason=reason, tx_ids_in_entry=tx_ids)
         applied = self._apply_block(block, tx_ids, applied_index=entry.index)
         return ApplyResult(entry.index, applied=applied, tx_ids_in_entry=tx_ids)
@@ -282,7 +288,7 @@ class Chain:
             tx_results=final_codes,
             state_writes=writes,
             applied_index=applied_index,
-            sync=True,
+            sync=self.sync_applies,
         )
         self.height, self.head_hash = header.height, block_hash
         self.head_timestamp_ms = header.timestamp_ms

@@ -193,8 +193,10 @@ class Node:
             workers=max(2, self.config.node.validation_workers),
             checked_lookup=self.mempool.get,
             genesis_time_ms=self.genesis.genesis_time_ms,
+            sync_applies=False,
         )
         self._refresh_validators()
+        self.chain.sync_applies = not self.is_validator
 
     def _close(self) -> None:
         if self._executor is not None:
@@ -214,6 +216,12 @@ class Node:
         )
         if self.is_validator:
             self.driver = self._make_driver(send_channel)
+            snapshot = self._store().raft.snapshot()
+            if snapshot.metadata.index > self._chain().applied_index():
+                # A snapshot was installed but the blocks up to it were not all applied
+                # before a stop: finish catching up before anything later is applied.
+                send_channel.send_nowait(
+                    SnapshotToRestore(snapshot.metadata.index, snapshot.data))
             self.transport.on_frame(self.driver.handle_frame)
             await nursery.start(self.driver.run)
             nursery.start_soon(self._builder_loop)
@@ -254,7 +262,8 @@ class Node:
                 node_id=raft_node_id(self.public_key),
                 election_timeout_ticks=consensus.election_ticks,
                 heartbeat_interval_ticks=consensus.heartbeat_ticks,
-                applied_index=self.store.blocks.applied_index(),
+                applied_index=max(self.store.blocks.applied_index(),
+                                  raft_storage.snapshot().metadata.index),
             ),
             raft_storage,
             random.Random(),  # election jitter only: any source of randomness will do
@@ -287,6 +296,10 @@ class Node:
             if known_peer == peer:
                 return raft_id
         return None
+
+    def _store(self) -> Store:
+        assert self.store is not None, "storage is not open yet"
+        return self.store
 
     def _transport(self) -> Transport:
         assert self.transport is not None
@@ -506,9 +519,16 @@ class Node:
 
     async def submit(self, raws: Sequence[bytes]) -> list[SubmitResult]:
         started = time.perf_counter()
-        results = await self._check(raws)
+        # The same bytes are the same tx: one already pending is not checked again (a tx
+        # forwarded to the leader that gossip delivered first, a client's retry).
+        tx_ids = [_tx_id(raw) for raw in raws]
+        fresh = [index for index, tx_id in enumerate(tx_ids) if tx_id not in self.mempool]
+        checked = await self._check([raws[index] for index in fresh])
         if self.metrics is not None:
             self.metrics.observe_stage("validation", time.perf_counter() - started)
+        results: list[Any] = [_PendingResult(self.mempool, tx_id) for tx_id in tx_ids]
+        for index, result in zip(fresh, checked, strict=True):
+            results[index] = result
         answers, accepted = self._admit(results)
         if accepted:
             now = time.monotonic()
@@ -828,6 +848,18 @@ class Node:
 
         return queries.run_query(self._chain().state, method, params,
                                  now_ms=int(time.time() * 1000))
+
+
+class _PendingResult:
+    """Stands for a check result of a tx already in the mempool (admitted before)."""
+
+    __slots__ = ("code", "message", "tx")
+
+    def __init__(self, mempool: Mempool, tx_id: bytes) -> None:
+        self.tx = mempool.get(tx_id)
+        # Gone from the mempool since: it was committed meanwhile.
+        self.code = ResultCode.OK if self.tx is not None else ResultCode.DUPLICATE
+        self.message = "" if self.tx is not None else "already committed"
 
 
 async def _iterate(receive: trio.MemoryReceiveChannel[Any]) -> AsyncIterator[Any]:
