@@ -18,6 +18,7 @@ Snapshots and log compaction are also done here, because this task owns the raft
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,9 @@ from storage.raftlog import LevelDBRaftStorage
 APPLY_QUEUE_ENTRIES_MAX = 4096
 # Messages in one frame (the consensus codec's batch limit is 4096).
 FRAME_MESSAGES_MAX = 1024
+# Proposals whose commit time is being measured (entries lost to a leader change are
+# never committed here; the bound keeps their timestamps from piling up).
+PROPOSALS_TIMED_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,7 @@ class RaftDriver:
         self._log = get_logger(component="raft")
         self._last_snapshot_index = storage.snapshot().metadata.index
         self._snapshot_due: tuple[int, bytes] | None = None
+        self._proposed_at: dict[int, float] = {}
         self.role = Role.FOLLOWER
         self.leader = 0
         self.term_start_index = 0  # first index of our term while we lead
@@ -125,6 +130,10 @@ class RaftDriver:
 
     def propose(self, data: bytes) -> ProposalOutcome:
         outcome = self.raw_node.propose(data)
+        if outcome is ProposalOutcome.APPENDED:
+            # propose-to-commit time, for the "replication" stage histogram
+            if len(self._proposed_at) < PROPOSALS_TIMED_MAX:
+                self._proposed_at[self.raw_node.status().last_index] = time.perf_counter()
         self.wake()
         return outcome
 
@@ -175,13 +184,20 @@ class RaftDriver:
                 snapshot=ready.snapshot,
                 sync=ready.must_sync,
             )
+            started = time.perf_counter()
             await trio.to_thread.run_sync(persist)
+            if self._metrics is not None:
+                self._metrics.observe_stage("persist", time.perf_counter() - started)
         if ready.snapshot is not None and not ready.snapshot.is_empty:
             metadata = ready.snapshot.metadata
             self._last_snapshot_index = metadata.index
             await self._apply_channel.send(SnapshotToRestore(metadata.index, ready.snapshot.data))
         await self._send(ready.messages)
+        now = time.perf_counter()
         for entry in ready.committed_entries:
+            proposed = self._proposed_at.pop(entry.index, None)
+            if proposed is not None and self._metrics is not None:
+                self._metrics.observe_stage("replication", now - proposed)
             if entry.type is EntryType.CONF_CHANGE:
                 self._apply_conf_change(entry)
             await self._apply_channel.send(entry)

@@ -233,7 +233,9 @@ class Node:
 
             server = RpcServer(self, metrics=self.metrics, host=self.config.rpc.host,
                                port=self.config.rpc.port,
-                               admin_token=self.config.rpc.admin_token or None)
+                               admin_token=self.config.rpc.admin_token or None,
+                               log=self.log.bind(component="rpc"))
+            server.register_app_methods(app_method_specs())
             self.rpc_port = await nursery.start(server.run)
 
     def _make_transport(self) -> Transport:
@@ -529,7 +531,10 @@ class Node:
         results: list[Any] = [_PendingResult(self.mempool, tx_id) for tx_id in tx_ids]
         for index, result in zip(fresh, checked, strict=True):
             results[index] = result
+        admitted = time.perf_counter()
         answers, accepted = self._admit(results)
+        if self.metrics is not None:
+            self.metrics.observe_stage("mempool", time.perf_counter() - admitted)
         if accepted:
             now = time.monotonic()
             for tx in accepted:
@@ -846,8 +851,31 @@ class Node:
     def app_query(self, method: str, params: dict[str, Any]) -> Any:
         from ledger.app import queries
 
-        return queries.run_query(self._chain().state, method, params,
-                                 now_ms=int(time.time() * 1000))
+        given = {name: value for name, value in params.items() if value is not None}
+        # "Now" for a query is the last block's time: the ledger's clock, not this host's.
+        return queries.run_query(self._chain().state, method, given,
+                                 now_ms=self._chain().head_timestamp_ms)
+
+
+def app_method_specs() -> list[Any]:
+    """The application's queries as RPC method specs (params typed for validation and for
+    the OpenRPC document)."""
+    from ledger.app.queries import QUERY_METHODS
+    from node.rpc.app_methods import app_method_from_description
+
+    type_names = {str: "identifier", int: "integer", bytes: "bytes", bool: "boolean"}
+    specs = []
+    for name, method in QUERY_METHODS.items():
+        params = [
+            {"name": param, "type": type_names[param_type],
+             "required": param not in method.optional}
+            for param, param_type in method.params.items()
+        ]
+        summary = name.split("_", 1)[1]
+        specs.append(app_method_from_description(
+            {"name": name, "summary": f"application query {summary}", "params": params,
+             "result": "JSON view of the ledger state, or null when not found"}))
+    return specs
 
 
 class _PendingResult:

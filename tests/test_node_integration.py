@@ -242,6 +242,15 @@ def test_json_rpc_errors_and_caps_on_a_real_node(tmp_path: Path) -> None:
             batch = [{"jsonrpc": "2.0", "id": i, "method": "node_status"} for i in range(10_000)]
             assert post(batch).json()["error"]["code"] == -32004
             assert post({"jsonrpc": "2.0", "id": 2, "method": "node_status"}).json()["result"]
+            # the application's queries are served (domain namespaces)
+            members = post({"jsonrpc": "2.0", "id": 3, "method": "gov_members"}).json()
+            assert "org-hospital-a" in json.dumps(members["result"]), members
+            missing = post({"jsonrpc": "2.0", "id": 4, "method": "consent_get",
+                            "params": {"consent_id": "no-such-consent"}}).json()
+            assert missing.get("result") is None or missing["error"]["code"] == -32001
+            bad_id = post({"jsonrpc": "2.0", "id": 5, "method": "consent_get",
+                           "params": {"consent_id": "not an id!"}}).json()["error"]
+            assert bad_id["code"] == -32602 and "consent_id" in bad_id["message"]
 
 
 def test_devnet_command_and_tx_submit(tmp_path: Path) -> None:
