@@ -193,7 +193,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from node.demo import run_demo_against
 
-    return run_demo_against(args.rpc, Path(args.dir))
+    report = run_demo_against(args.rpc, Path(args.dir))
+    return 0 if report.all_matched else 1
 
 
 def _loadtest(args: argparse.Namespace) -> int:

@@ -13,24 +13,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ledger.app import Genesis, GenesisMember, Parameters, check_genesis
+from ledger.app import Genesis, GenesisMember, check_genesis
 from ledger.bodies import MemberKind
 from ledger.crypto import SigningKey
 from ledger.errors import ConfigError
+from ledger.sdk.demo import DemoConsortium
 
 GENESIS_DOMAIN = b"medledger/genesis/v1\x00"
-
-# The devnet consortium: two hospitals, a lab and an insurer (the demo's story), and a
-# records custodian. Admin keys come from fixed seeds so the demo can sign for them; a
-# real consortium generates them offline (`medledger init` / its own key ceremony).
-DEVNET_MEMBERS: tuple[tuple[str, MemberKind], ...] = (
-    ("org-hospital-a", MemberKind.PROVIDER),
-    ("org-hospital-b", MemberKind.PROVIDER),
-    ("org-lab", MemberKind.PROVIDER),
-    ("org-insurer", MemberKind.INSURER),
-    ("org-custodian", MemberKind.CUSTODIAN),
-)
-
 
 def genesis_hash(genesis: Genesis) -> bytes:
     return hashlib.sha256(GENESIS_DOMAIN + genesis.encode()).digest()
@@ -53,23 +42,30 @@ def write_genesis(path: Path, genesis: Genesis) -> None:
 
 
 def devnet_admin_key(org_id: str) -> SigningKey:
+    """The admin key of a devnet member: the demo consortium's (derived from its public
+    seed, so `medledger demo` can sign for the members; never for a real consortium)."""
+    for member in DemoConsortium().members:
+        if member.org_id == org_id:
+            return member.keys.admin
     return SigningKey(hashlib.sha256(b"medledger/devnet-admin\x00" + org_id.encode()).digest())
 
 
 def devnet_genesis(chain_id: str, validator_node_keys: list[bytes]) -> Genesis:
-    """Validators are assigned to the provider and custodian orgs in turn; beyond those,
-    extra provider orgs (``org-provider-N``) are added."""
-    members: list[GenesisMember] = []
-    remaining = list(validator_node_keys)
-    for org_id, kind in DEVNET_MEMBERS:
-        node_key = remaining.pop(0) if remaining and kind is not MemberKind.INSURER else None
-        members.append(GenesisMember(org_id, kind, devnet_admin_key(org_id).public_key,
-                                     node_key, node_key is not None))
-    for index, node_key in enumerate(remaining, start=1):
-        org_id = f"org-provider-{index}"
-        members.append(GenesisMember(org_id, MemberKind.PROVIDER,
-                                     devnet_admin_key(org_id).public_key, node_key, True))
-    genesis = Genesis(chain_id, int(time.time() * 1000), tuple(members), Parameters())
+    """The demo consortium (two hospitals, a lab, an insurer) with this devnet's node keys:
+    validators are hospital-a, hospital-b, lab, then the insurer; beyond four, extra
+    provider orgs (``provider-N``) are added."""
+    consortium = DemoConsortium(chain_id=chain_id, genesis_time_ms=int(time.time() * 1000))
+    orgs = [member.org_id for member in consortium.members]
+    node_keys = dict(zip(orgs, validator_node_keys, strict=False))
+    genesis = consortium.genesis(node_keys=node_keys, validators=list(node_keys))
+    extra = [
+        GenesisMember(f"provider-{index}", MemberKind.PROVIDER,
+                      devnet_admin_key(f"provider-{index}").public_key, node_key, True)
+        for index, node_key in enumerate(validator_node_keys[len(orgs):], start=1)
+    ]
+    if extra:
+        genesis = Genesis(genesis.chain_id, genesis.genesis_time_ms,
+                          genesis.members + tuple(extra), genesis.parameters)
     check_genesis(genesis)
     return genesis
 
