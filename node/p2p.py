@@ -62,6 +62,7 @@ from libp2p.abc import INotifee
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.identity_utils import create_identity_from_seed
+from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
@@ -153,6 +154,15 @@ class _AdmittingNoise(NoiseTransport):
         with cleanup_scope(STREAM_CLEANUP_S_MAX), contextlib.suppress(Exception):
             await secured.close()  # the socket may already be gone
         raise HandshakeFailure(f"peer {peer_id} is not admitted")
+
+
+class _NoAutoConnector(AutoConnector):
+    """libp2p's auto-connector dials peers from the peer store until it holds (low +
+    high watermark) / 2 connections, 128 here, whatever the watermarks say, while the
+    pruner needs the high watermark; we dial exactly the configured peers ourselves."""
+
+    async def maybe_connect(self) -> None:
+        return None
 
 
 class _ConnectivityNotifee(INotifee):
@@ -351,7 +361,7 @@ class Libp2pTransport:
 
     def _build_host(self) -> Any:
         key_pair = create_identity_from_seed(self._seed)
-        return new_host(
+        host = new_host(
             key_pair=key_pair,
             sec_opt={TProtocol(NOISE_PROTOCOL_ID): _AdmittingNoise(key_pair, self)},  # pitfall 1
             muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
@@ -360,7 +370,7 @@ class Libp2pTransport:
                 max_connections_per_peer=1,  # pitfall 2
                 max_connections=CONNECTIONS_MAX,
                 high_watermark=CONNECTIONS_MAX,
-                # No automatic dialing of peerstore entries: we dial configured peers.
+                # No dialing of peer store entries to reach a minimum (see _NoAutoConnector).
                 min_connections=0,
                 low_watermark=0,
                 # A duplicate connection (both ends dialed at once) is trimmed at once.
@@ -368,6 +378,11 @@ class Libp2pTransport:
                 dial_timeout=self._timings.dial_timeout_s,
             ),
         )
+        network: Any = host.get_network()  # the Swarm, whose extras the interface lacks
+        network.auto_connector = _NoAutoConnector(
+            swarm=network, auto_connect_interval=network.connection_config.auto_connect_interval
+        )
+        return host
 
     async def _disconnect_all(self) -> None:
         """Pitfall 7: with our tasks gone (no publishing, links closed), disconnect every

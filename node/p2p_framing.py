@@ -53,6 +53,10 @@ def encode_frame(payload: bytes) -> bytes:
     return encode_varint(len(payload)) + payload
 
 
+# An empty frame: on a raft stream, the keepalive.
+KEEPALIVE_FRAME = encode_frame(b"")
+
+
 def _decode_varint(buffer: bytearray) -> tuple[int, int] | None:
     """(value, bytes used), or None when the buffer ends inside the varint."""
     value = 0

@@ -31,7 +31,7 @@ from typing import Any
 import trio
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 
 from node.p2p_framing import reset_quietly
@@ -43,9 +43,11 @@ from node.p2p_limits import (
 )
 from node.transport import GossipBackpressureError, GossipHandler, MessageTooLargeError
 
-# meshsub 1.2, 1.1 and 1.0: what py-libp2p interoperates on (MEASUREMENTS.md). The 1.3+
-# extensions are left out until something needs them.
-GOSSIP_PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID)
+# meshsub 1.1 and 1.0. Not 1.2: its IDONTWANT makes py-libp2p send one control RPC per
+# received message to every mesh peer (go-libp2p only does so above 1 KiB), which roughly
+# doubles the RPCs per message; delivery among 3 nodes fell from ~65 to ~30 messages/s
+# (node/p2p_bench.py, same run). Nor the 1.3+ extensions, until something needs them.
+GOSSIP_PROTOCOLS = (PROTOCOL_ID_V11, PROTOCOL_ID)
 # Mesh degree: the GossipSub defaults (D=6, D_low=4, D_high=12).
 MESH_DEGREE = 6
 MESH_DEGREE_LOW = 4

@@ -24,7 +24,13 @@ from typing import Any, Protocol
 
 import trio
 
-from node.p2p_framing import FrameReader, cleanup_scope, encode_frame, reset_quietly
+from node.p2p_framing import (
+    KEEPALIVE_FRAME,
+    FrameReader,
+    cleanup_scope,
+    encode_frame,
+    reset_quietly,
+)
 from node.p2p_limits import (
     RAFT_FRAME_BYTES_MAX,
     RAFT_QUEUE_BYTES_MAX,
@@ -33,7 +39,6 @@ from node.p2p_limits import (
     Timings,
 )
 
-KEEPALIVE = encode_frame(b"")
 SUPERSEDED = "superseded by a newer stream from the peer"
 STOPPED = "link stopped"
 # Resetting a stream and dropping a connection are shielded from cancellation but bounded.
@@ -258,7 +263,8 @@ class RaftLink:
                     bytes_max=RAFT_WRITE_BATCH_BYTES_MAX,
                     timeout_s=timings.raft_keepalive_interval_s,
                 )
-                data = b"".join(encode_frame(frame) for frame in batch) if batch else KEEPALIVE
+                data = (b"".join(encode_frame(frame) for frame in batch) if batch
+                        else KEEPALIVE_FRAME)
                 with trio.fail_after(timings.raft_write_deadline_s(len(data))):
                     await stream.write(data)
                 self.statistics.frames_sent += len(batch)

@@ -167,3 +167,36 @@ def gossip_recorder(log: list[tuple[str, bytes]],
         return accept(data)
 
     return handler
+
+
+def raw_host(index: int, *, security: str = "noise") -> Any:
+    """A bare libp2p host (no medledger logic) with the key of node ``index``: Noise and
+    yamux like ours, or only the plaintext transport a careless or hostile peer offers."""
+    from libp2p import new_host
+    from libp2p.crypto.x25519 import create_new_key_pair
+    from libp2p.custom_types import TProtocol
+    from libp2p.identity_utils import create_identity_from_seed
+    from libp2p.network.config import ConnectionConfig
+    from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+    from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+    from libp2p.security.noise.transport import Transport as NoiseTransport
+    from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    key_pair = create_identity_from_seed(seed(index))
+    if security == "noise":
+        options = {TProtocol(NOISE_PROTOCOL_ID):
+                   NoiseTransport(key_pair, noise_privkey=create_new_key_pair().private_key)}
+    else:
+        options = {TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(key_pair)}
+    return new_host(key_pair=key_pair, sec_opt=options,
+                    muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+                    connection_config=ConnectionConfig(max_connections_per_peer=1,
+                                                       min_connections=0, low_watermark=0))
+
+
+def peer_info(address: str) -> Any:
+    import multiaddr
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    return info_from_p2p_addr(multiaddr.Multiaddr(address))

@@ -7,14 +7,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
-
-from node.p2p_limits import GOSSIP_MESSAGE_BYTES_MAX, RAFT_FRAME_BYTES_MAX
-from node.transport import (
-    MessageTooLargeError,
-    PeerUnreachableError,
-    RequestFailedError,
-    RequestRefusedError,
-)
 from p2p_helpers import (
     KINDS,
     Harness,
@@ -27,6 +19,14 @@ from p2p_helpers import (
     send_until_accepted,
     wait_raft_mesh,
     wait_until,
+)
+
+from node.p2p_limits import GOSSIP_MESSAGE_BYTES_MAX, RAFT_FRAME_BYTES_MAX
+from node.transport import (
+    MessageTooLargeError,
+    PeerUnreachableError,
+    RequestFailedError,
+    RequestRefusedError,
 )
 
 TOPIC = "medledger/test/txs"

@@ -1,0 +1,235 @@
+"""What only the libp2p transport can get wrong: the security handshake, hostile or wedged
+peers at the stream level, gossip limits and pacing, shutdown under traffic."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import multiaddr
+import pytest
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from p2p_helpers import (
+    Harness,
+    connected,
+    gossip_recorder,
+    ordered_indexes,
+    peer,
+    peer_info,
+    raw_host,
+    send_until_accepted,
+    wait_raft_mesh,
+    wait_until,
+)
+
+from node.p2p import RAFT_PROTOCOL, SYNC_PROTOCOL
+from node.p2p_framing import KEEPALIVE_FRAME, encode_frame
+from node.p2p_gossip import GOSSIP_PROTOCOLS
+from node.p2p_limits import GOSSIP_MESSAGE_BYTES_MAX
+from node.transport import GossipBackpressureError, TransportClosedError
+
+TOPIC = "medledger/test/blocks"
+TEST_TIMEOUT_S = 30
+ANY_LISTEN = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def libp2p_warnings() -> Iterator[list[logging.LogRecord]]:
+    """WARNING and above from libp2p's own loggers (it stops their propagation)."""
+    handler = _Records()
+    logger = logging.getLogger("libp2p")
+    logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+
+
+# ------------------------------------------------------------------------------ security
+
+
+async def test_a_plaintext_dialer_cannot_connect_or_open_any_protocol(
+    nursery: trio.Nursery,
+) -> None:
+    with trio.fail_after(TEST_TIMEOUT_S):
+        node = await Harness("libp2p", nursery).start(0, validators={peer(0)},
+                                                       open_for_observers=True)
+        served: list[bytes] = []
+
+        async def serve(peer_id: str, data: bytes) -> bytes:
+            served.append(data)
+            return data
+
+        node.transport.on_request(serve)
+        host = raw_host(5, security="plaintext")
+        async with host.run([ANY_LISTEN]):
+            with pytest.raises(Exception, match=r"(?i)secur|negotiat|upgrade|dial|connect"):
+                await host.connect(peer_info(node.addresses[0]))
+            for protocol in (RAFT_PROTOCOL, SYNC_PROTOCOL, *GOSSIP_PROTOCOLS):
+                with pytest.raises(Exception):  # noqa: B017 (libp2p raises several kinds)
+                    await host.new_stream(ID.from_base58(node.peer_id), [TProtocol(protocol)])
+        assert not connected(node, peer(5))
+        assert served == [] and node.frames == []
+
+
+async def test_a_raft_stream_from_a_non_validator_is_reset(nursery: trio.Nursery) -> None:
+    with trio.fail_after(TEST_TIMEOUT_S):
+        node = await Harness("libp2p", nursery).start(0, validators={peer(0)},
+                                                       open_for_observers=True)
+        host = raw_host(6)
+        async with host.run([ANY_LISTEN]):
+            await host.connect(peer_info(node.addresses[0]))
+            stream = await host.new_stream(ID.from_base58(node.peer_id),
+                                           [TProtocol(RAFT_PROTOCOL)])
+            with pytest.raises(Exception) as refusal:  # the type is checked below
+                await stream.write(encode_frame(b"append entries, trust me"))
+                await stream.read(1024)
+            assert "Reset" in type(refusal.value).__name__, repr(refusal.value)
+        assert node.frames == []
+
+
+# ------------------------------------------------------------------------------ wedged peers
+
+
+def _indexes_where_node_opens() -> tuple[int, int]:
+    """(our node, the raw peer): our node has the smaller peer id, so it opens the raft
+    stream to the raw peer and the raw peer's handler decides how it misbehaves."""
+    node_index, raw_index = ordered_indexes(2, start=10)
+    return node_index, raw_index
+
+
+async def _serve_wedged_peer(nursery: trio.Nursery, behaviour: Any) -> tuple[Any, Any]:
+    node_index, raw_index = _indexes_where_node_opens()
+    host = raw_host(raw_index)
+    host.set_stream_handler(TProtocol(RAFT_PROTOCOL), behaviour)
+    address = await nursery.start(_run_raw_host, host)
+    node = await Harness("libp2p", nursery).start(
+        node_index, validators={peer(node_index), peer(raw_index)}, bootstrap=[address])
+    return node, peer(raw_index)
+
+
+async def _run_raw_host(host: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async with host.run([ANY_LISTEN]):
+        task_status.started(str(host.get_addrs()[0]))
+        await trio.sleep_forever()
+
+
+async def test_a_silent_peer_is_detected_and_redialed(nursery: trio.Nursery) -> None:
+    async def silent(stream: Any) -> None:
+        await trio.sleep_forever()  # accepts the raft stream, then never says a word
+
+    with trio.fail_after(TEST_TIMEOUT_S):
+        node, raw_peer = await _serve_wedged_peer(nursery, silent)
+        link = node.transport._links[raw_peer]
+        await wait_until(lambda: link.statistics.sessions >= 2, what="a second session")
+        assert "nothing read" in link.statistics.last_failure
+
+
+async def test_a_peer_that_stops_reading_is_detected_by_the_write_deadline(
+    nursery: trio.Nursery,
+) -> None:
+    async def deaf(stream: Any) -> None:
+        # Keepalives out, nothing read in: our writes fill the yamux window. (A libp2p
+        # stream handler must not raise: that takes the whole swarm down.)
+        with contextlib.suppress(Exception):
+            while True:
+                await stream.write(KEEPALIVE_FRAME)
+                await trio.sleep(0.2)
+
+    with trio.fail_after(TEST_TIMEOUT_S):
+        node, raw_peer = await _serve_wedged_peer(nursery, deaf)
+        link = node.transport._links[raw_peer]
+        await send_until_accepted(node, raw_peer, bytes(1 << 20))
+        # yamux may have granted a receive window of up to 16 MiB: keep writing.
+        while link.statistics.sessions < 2:
+            await node.transport.send_frame(raw_peer, bytes(1 << 20))
+            await trio.sleep(0.05)
+        assert "write timed out" in link.statistics.last_failure
+
+
+# ------------------------------------------------------------------------------ gossip
+
+
+async def test_gossip_at_the_size_limit_arrives(nursery: trio.Nursery) -> None:
+    with trio.fail_after(TEST_TIMEOUT_S):
+        first, second = await Harness("libp2p", nursery).cluster(2)
+        received: list[tuple[str, bytes]] = []
+        second.transport.on_gossip(TOPIC, gossip_recorder(received))
+        first.transport.on_gossip(TOPIC, gossip_recorder([]))
+        await wait_until(lambda: first.transport.gossip_mesh_peers(TOPIC) == {second.peer_id},
+                         what="mesh")
+        message = bytes(range(256)) * (GOSSIP_MESSAGE_BYTES_MAX // 256)
+        message += bytes(GOSSIP_MESSAGE_BYTES_MAX - len(message))
+        await first.transport.publish(TOPIC, message)
+        await wait_until(lambda: received == [(first.peer_id, message)],
+                         what="the largest message allowed")
+
+
+async def test_publishing_fast_loses_nothing(
+    nursery: trio.Nursery, libp2p_warnings: list[logging.LogRecord]
+) -> None:
+    count = 300
+    with trio.fail_after(TEST_TIMEOUT_S):
+        nodes = await Harness("libp2p", nursery).cluster(3)
+        logs: dict[int, list[tuple[str, bytes]]] = {node.index: [] for node in nodes}
+        for node in nodes:
+            node.transport.on_gossip(TOPIC, gossip_recorder(logs[node.index]))
+        await wait_until(lambda: all(len(node.transport.gossip_mesh_peers(TOPIC)) == 2
+                                     for node in nodes), what="gossip mesh")
+        for sequence in range(count):  # as fast as publish lets us
+            await nodes[0].transport.publish(TOPIC, b"%06d" % sequence + bytes(250))
+        for node in nodes[1:]:
+            await wait_until(lambda n=node: len(logs[n.index]) == count,
+                             what=f"all {count} messages at node {node.index}")
+    assert not [record for record in libp2p_warnings if "queue" in record.getMessage()]
+
+
+# ------------------------------------------------------------------------------ shutdown
+
+
+async def test_shutdown_under_traffic_is_clean_and_bounded(
+    libp2p_warnings: list[logging.LogRecord],
+) -> None:
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            nodes = await Harness("libp2p", nursery).cluster(3)
+            for node in nodes:
+                node.transport.on_gossip(TOPIC, gossip_recorder([]))
+            await wait_raft_mesh(nodes)
+            for node in nodes:
+                nursery.start_soon(_traffic, node, [other.peer_id for other in nodes
+                                                    if other is not node])
+            await trio.sleep(1.0)
+            started = trio.current_time()
+            nursery.cancel_scope.cancel()
+        stopped_in_s = trio.current_time() - started
+    assert stopped_in_s < 5.0
+    messages = [record.getMessage() for record in libp2p_warnings]
+    assert not [message for message in messages if "new arrivals" in message]
+    assert not [record for record in libp2p_warnings if record.levelno >= logging.ERROR], \
+        messages
+
+
+async def _traffic(node: Any, others: list[str]) -> None:
+    sequence = 0
+    while True:
+        sequence += 1
+        for other in others:
+            await node.transport.send_frame(other, b"frame %d" % sequence)
+        try:
+            await node.transport.publish(TOPIC, b"gossip %d" % sequence)
+        except (TransportClosedError, GossipBackpressureError):
+            await trio.sleep(0.01)
