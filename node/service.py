@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -38,8 +38,12 @@ from consensus.types import (
     ConfChangeType,
     ConfState,
     Entry,
+    HardState,
+    Snapshot,
+    SnapshotMetadata,
 )
 from ledger import app as application
+from ledger.app import Genesis
 from ledger.block import ZERO_HASH, Block
 from ledger.codec import decode
 from ledger.errors import DecodeError, MedledgerError, RemoteError
@@ -51,7 +55,6 @@ from node import wire
 from node.api import NodeStatus, PeerInfo, SubmitResult, TxLocation, TxResultEvent, TxStatus
 from node.chain import ApplyResult, Chain
 from node.config import NodeConfig
-from ledger.app import Genesis
 from node.genesis import genesis_hash, load_genesis
 from node.keys import raft_node_id, read_key_file
 from node.logs import get_logger
@@ -60,6 +63,7 @@ from node.raft_driver import APPLY_QUEUE_ENTRIES_MAX, ApplyItem, RaftDriver, Sna
 from node.transport import Transport
 from storage.store import Store
 
+T = TypeVar("T")
 VERSION = "0.1.0"
 # Buffered events per subscriber before it is dropped as too slow.
 SUBSCRIBER_BUFFER_EVENTS = 10_000
@@ -69,6 +73,9 @@ LEARNER_CATCH_UP_ENTRIES = 64
 REFORWARD_AFTER_SECONDS = 3.0
 # How often observers and lagging nodes ask peers for their head.
 FOLLOW_INTERVAL_SECONDS = 1.0
+# The bootstrap snapshot every genesis validator starts from (see _make_driver).
+BOOTSTRAP_INDEX = 1
+BOOTSTRAP_TERM = 1
 # Grace period for in-flight work at shutdown.
 SHUTDOWN_GRACE_SECONDS = 5.0
 
@@ -133,6 +140,9 @@ class Node:
         self._last_commit_monotonic = time.monotonic()
         self._started = False
         self._catching_up = False
+        self._nursery: trio.Nursery | None = None
+        self._apply_lock = trio.Lock()
+        self._apply_send: trio.MemorySendChannel[ApplyItem] | None = None
 
     # ================================================================== lifecycle
 
@@ -214,18 +224,10 @@ class Node:
         send_channel, receive_channel = trio.open_memory_channel[ApplyItem](
             APPLY_QUEUE_ENTRIES_MAX
         )
+        self._nursery = nursery
+        self._apply_send = send_channel
         if self.is_validator:
-            self.driver = self._make_driver(send_channel)
-            snapshot = self._store().raft.snapshot()
-            if snapshot.metadata.index > self._chain().applied_index():
-                # A snapshot was installed but the blocks up to it were not all applied
-                # before a stop: finish catching up before anything later is applied.
-                send_channel.send_nowait(
-                    SnapshotToRestore(snapshot.metadata.index, snapshot.data))
-            self.transport.on_frame(self.driver.handle_frame)
-            await nursery.start(self.driver.run)
-            nursery.start_soon(self._builder_loop)
-            nursery.start_soon(self._forward_loop)
+            await self._start_consensus()
         nursery.start_soon(self._apply_loop, receive_channel)
         nursery.start_soon(self._follow_loop)
         if self._rpc_enabled:
@@ -237,6 +239,24 @@ class Node:
                                log=self.log.bind(component="rpc"))
             server.register_app_methods(app_method_specs())
             self.rpc_port = await nursery.start(server.run)
+
+    async def _start_consensus(self) -> None:
+        """Run raft here: at start for a validator, or when governance made this node one
+        (it then joins as a learner and is promoted once caught up)."""
+        assert self._nursery is not None and self._apply_send is not None
+        assert self.driver is None
+        self.driver = self._make_driver(self._apply_send)
+        snapshot = self._store().raft.snapshot()
+        if snapshot.metadata.index > self._chain().applied_index():
+            # A snapshot was installed but the blocks up to it were not all applied
+            # before a stop: finish catching up before anything later is applied.
+            self._apply_send.send_nowait(
+                SnapshotToRestore(snapshot.metadata.index, snapshot.data))
+        self._transport().on_frame(self.driver.handle_frame)
+        await self._nursery.start(self.driver.run)
+        self._nursery.start_soon(self._builder_loop)
+        self._nursery.start_soon(self._forward_loop)
+        self.log.info("consensus started", raft_id=raft_node_id(self.public_key))
 
     def _make_transport(self) -> Transport:
         if self._transport_factory is not None:
@@ -253,19 +273,44 @@ class Node:
     def _make_driver(self, apply_channel: trio.MemorySendChannel[ApplyItem]) -> RaftDriver:
         assert self.store is not None
         raft_storage = self.store.raft
-        hard_state, conf_state = raft_storage.initial_state()
-        if not conf_state.voters and not conf_state.learners:
-            # A fresh data directory: bootstrap the configuration from genesis.
-            voters = tuple(sorted(raft_id for raft_id, _ in self._validators.values()))
-            raft_storage.set_conf_state(ConfState(voters=voters), index=0, sync=True)
+        _, conf_state = raft_storage.initial_state()
+        genesis_validator = any(
+            member.validator and member.node_key == self.public_key
+            for member in self.genesis.members
+        )
+        fresh = raft_storage.last_index() == 0 and raft_storage.snapshot().is_empty
+        if fresh and not conf_state.voters and genesis_validator:
+            # A genesis validator's fresh data directory: every genesis validator starts
+            # from the same snapshot at index 1 holding the genesis configuration (as
+            # etcd bootstraps). The log then starts at 2, so a node that joins later
+            # can only be brought up to date from a snapshot: it learns the
+            # configuration from it, and every conf change after it from the log.
+            voters = tuple(sorted(
+                raft_node_id(member.node_key) for member in self.genesis.members
+                if member.validator and member.node_key is not None
+            ))
+            bootstrap = Snapshot(
+                SnapshotMetadata(index=BOOTSTRAP_INDEX, term=BOOTSTRAP_TERM,
+                                 conf_state=ConfState(voters=voters)),
+                wire.Head(0, genesis_hash(self.genesis)).encode(),
+            )
+            raft_storage.persist(
+                hard_state=HardState(term=BOOTSTRAP_TERM, vote=0, commit=BOOTSTRAP_INDEX),
+                entries=(), snapshot=bootstrap, sync=True,
+            )
+        # Raft hands out committed entries after its applied index, which must lie in its
+        # log: a node that followed by sync before joining has applied more than its
+        # (empty) raft log holds; the chain skips entries it has applied already.
+        snapshot_index = raft_storage.snapshot().metadata.index
+        applied = max(snapshot_index,
+                      min(self._store().blocks.applied_index(), raft_storage.last_index()))
         consensus = self.config.consensus
         raw_node = RawNode(
             RaftConfig(
                 node_id=raft_node_id(self.public_key),
                 election_timeout_ticks=consensus.election_ticks,
                 heartbeat_interval_ticks=consensus.heartbeat_ticks,
-                applied_index=max(self.store.blocks.applied_index(),
-                                  raft_storage.snapshot().metadata.index),
+                applied_index=applied,
             ),
             raft_storage,
             random.Random(),  # election jitter only: any source of randomness will do
@@ -318,6 +363,11 @@ class Node:
         if self.transport is not None:
             self.transport.set_validators({peer for _, peer in self._validators.values()})
 
+    async def _validators_changed(self) -> None:
+        self._refresh_validators()
+        if self.is_validator and self.driver is None and self._nursery is not None:
+            await self._start_consensus()
+
     # ================================================================== raft events
 
     def _on_soft_state(self, soft: SoftState) -> None:
@@ -337,11 +387,17 @@ class Node:
                 await self._restore_snapshot(item)
                 continue
             started = time.perf_counter()
-            result = await trio.to_thread.run_sync(chain.apply_entry, item)
+            result = await self._apply_in_thread(chain.apply_entry, item)
             if self.metrics is not None:
                 self.metrics.observe_stage("apply", time.perf_counter() - started)
             await self._after_apply(result)
         raise AssertionError("the apply channel should never close")
+
+    async def _apply_in_thread(self, function: Callable[[Any], T], argument: Any) -> T:
+        """Every change to the chain goes through here: one at a time, off the Trio
+        thread (raft entries, synced and gossiped blocks may all be arriving at once)."""
+        async with self._apply_lock:
+            return await trio.to_thread.run_sync(function, argument)
 
     async def _after_apply(self, result: ApplyResult) -> None:
         chain = self._chain()
@@ -352,7 +408,7 @@ class Node:
             self._last_commit_monotonic = time.monotonic()
             self._publish_applied(applied.block, applied.tx_ids, applied.codes)
             if applied.validator_changes:
-                self._refresh_validators()
+                await self._validators_changed()
             if self.driver is not None and self.driver.role is Role.LEADER:
                 await self._gossip_block(applied.block)
         elif result.skipped_reason not in (None, "no-op", "already applied"):
@@ -491,8 +547,9 @@ class Node:
         assert driver is not None
         status = driver.raw_node.status()
         conf = status.conf_state
-        if conf.voters_outgoing or status.applied < status.last_index:
-            return  # a change is in progress, or entries are not all applied yet
+        if conf.voters_outgoing:
+            return  # in joint consensus: raft leaves it on its own first
+        # (Raft itself refuses a change while an earlier one is not applied yet.)
         wanted = {raft_id for raft_id, _ in self._validators.values()}
         voters, learners = set(conf.voters), set(conf.learners)
         matches = {peer.node_id: peer.match for peer in status.peers}
@@ -514,8 +571,9 @@ class Node:
         outcome = driver.propose_conf_change(
             ConfChange(changes=(change,), transition=ConfChangeTransition.JOINT_IMPLICIT)
         )
-        self.log.info("membership change proposed", change=change.type.name,
-                      raft_id=change.node_id, outcome=outcome.value)
+        if outcome.accepted:
+            self.log.info("membership change proposed", change=change.type.name,
+                          raft_id=change.node_id, outcome=outcome.value)
 
     # ================================================================== txs in
 
@@ -664,14 +722,14 @@ class Node:
             return False
         if block.header.height == chain.height + 1 and not self._catching_up:
             try:
-                applied = await trio.to_thread.run_sync(chain.apply_synced_block, data)
+                applied = await self._apply_in_thread(chain.apply_synced_block, data)
             except (DecodeError, RemoteError) as error:
                 self.log.info("gossiped block refused", error=str(error))
                 return False
             self._publish_applied(applied.block, applied.tx_ids, applied.codes)
             self.mempool.remove_committed(applied.tx_ids)
             if applied.validator_changes:
-                self._refresh_validators()
+                await self._validators_changed()
         elif block.header.height > chain.height + 1:
             self._follow_wakeup.set()
         return True
@@ -706,7 +764,7 @@ class Node:
             with trio.move_on_after(FOLLOW_INTERVAL_SECONDS):
                 await self._follow_wakeup.wait()
             self._follow_wakeup = trio.Event()
-            if self.driver is not None:
+            if self.driver is not None and self.is_validator:
                 continue  # validators apply through raft (and sync only for snapshots)
             while await self._sync_once():
                 pass
@@ -736,11 +794,11 @@ class Node:
             answer = await self._transport().request(best[1], request.encode(), timeout_s=30.0)
             blocks = decode(wire.BlockRange, answer, size_bytes_max=wire.MESSAGE_BYTES_MAX)
             for data in blocks.blocks:
-                applied = await trio.to_thread.run_sync(chain.apply_synced_block, data)
+                applied = await self._apply_in_thread(chain.apply_synced_block, data)
                 self._publish_applied(applied.block, applied.tx_ids, applied.codes)
                 self.mempool.remove_committed(applied.tx_ids)
                 if applied.validator_changes:
-                    self._refresh_validators()
+                    await self._validators_changed()
         except (MedledgerError, OSError, trio.TooSlowError) as error:
             self.log.info("block sync failed", peer=best[1], error=str(error))
             return False
@@ -768,6 +826,12 @@ class Node:
                 raft_status.conf_state.learners
             ):
                 role = "learner"
+        extra: dict[str, Any] = {}
+        if driver is not None:
+            conf = driver.raw_node.status().conf_state
+            names = {raft_id: peer for raft_id, peer in self._validators.values()}
+            extra["raft_voters"] = sorted(names.get(i, str(i)) for i in conf.voters)
+            extra["raft_learners"] = sorted(names.get(i, str(i)) for i in conf.learners)
         return NodeStatus(
             node_id=self._transport().peer_id,
             chain_id=self.chain_id,
@@ -783,6 +847,7 @@ class Node:
             peers=sum(1 for peer in self._transport().peers() if peer.connected),
             validators=[peer for _, peer in self._validators.values()],
             version=VERSION,
+            extra=extra,
         )
 
     def health(self) -> dict[str, Any]:
