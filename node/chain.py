@@ -264,7 +264,9 @@ class Chain:
             seen.add(tx_id)
         return txs, codes
 
-    def _apply_block(self, block: Block, tx_ids: list[bytes], *, applied_index: int) -> AppliedBlock:
+    def _apply_block(
+        self, block: Block, tx_ids: list[bytes], *, applied_index: int
+    ) -> AppliedBlock:
         header = block.header
         txs, codes = self._stateless(block, tx_ids)
         context = application.BlockContext(

@@ -21,8 +21,14 @@ from pathlib import Path
 
 from ledger.crypto import SigningKey
 from ledger.errors import ConfigError
-from node.config import ConsensusSection, NodeConfig, NodeSection, P2PSection, RpcSection
-from node.config import render_config
+from node.config import (
+    ConsensusSection,
+    NodeConfig,
+    NodeSection,
+    P2PSection,
+    RpcSection,
+    render_config,
+)
 from node.keys import read_key_file, write_key_file
 
 STOP_GRACE_SECONDS = 15.0
@@ -149,7 +155,7 @@ def wait_ready(nodes: list[DevnetNode], *, timeout_s: float = READY_TIMEOUT_SECO
                     status = client.call("node_status")
                 if node.validator and not status.get("leader_id"):
                     still.append(node)
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 still.append(node)
         pending = still
         if pending:
@@ -195,4 +201,4 @@ def run_devnet(directory: Path, *, validators: int, observers: int, rpc_port: in
     return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1
 
 
-__all__ = ["DevnetNode", "create_devnet", "run_devnet", "os"]
+__all__ = ["DevnetNode", "create_devnet", "os", "run_devnet"]

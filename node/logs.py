@@ -13,7 +13,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "error": logging.ERROR}
 
 
-def configure_logging(*, level: str = "info", format: str = "json") -> None:  # noqa: A002
+def configure_logging(*, level: str = "info", format: str = "json") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if format == "json"

@@ -130,10 +130,9 @@ class RaftDriver:
 
     def propose(self, data: bytes) -> ProposalOutcome:
         outcome = self.raw_node.propose(data)
-        if outcome is ProposalOutcome.APPENDED:
-            # propose-to-commit time, for the "replication" stage histogram
-            if len(self._proposed_at) < PROPOSALS_TIMED_MAX:
-                self._proposed_at[self.raw_node.status().last_index] = time.perf_counter()
+        # propose-to-commit time, for the "replication" stage histogram
+        if outcome is ProposalOutcome.APPENDED and len(self._proposed_at) < PROPOSALS_TIMED_MAX:
+            self._proposed_at[self.raw_node.status().last_index] = time.perf_counter()
         self.wake()
         return outcome
 

@@ -45,11 +45,11 @@ async def try_raft(target: str) -> str:
         with trio.move_on_after(20):
             try:
                 await host.connect(info)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 return f"no-connection: {error!r}"
             try:
                 stream = await host.new_stream(info.peer_id, [TProtocol(RAFT_PROTOCOL)])
-            except Exception:  # noqa: BLE001 - refused before a stream exists
+            except Exception:
                 return "no-stream"
             try:
                 for _ in range(5):
@@ -57,7 +57,7 @@ async def try_raft(target: str) -> str:
                     await trio.sleep(0.2)
                 answer = await stream.read(1)
                 outcome = "reset" if not answer else "refused"
-            except Exception:  # noqa: BLE001 - the validator reset the stream
+            except Exception:
                 outcome = "reset"
     return outcome
 
@@ -74,7 +74,7 @@ async def try_plaintext(target: str) -> bool:
         with trio.move_on_after(15):
             try:
                 await host.connect(info)
-            except Exception:  # noqa: BLE001 - refused, as it must be
+            except Exception:
                 return False
             return bool(host.get_network().connections.get(info.peer_id))
     return False

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from factories import signed
+
 from ledger.crypto import SigningKey
 from ledger.errors import ConfigError
 from ledger.results import ResultCode
@@ -28,7 +28,8 @@ def test_mempool_dedupes_bounds_and_orders_by_nonce() -> None:
     chosen = pool.select(max_txs=10, max_bytes=10_000)
     # signer A's slots (0, 1, 3) get nonces 1, 2, 3; B keeps its slot.
     assert [tx.nonce for tx in chosen] == [1, 2, 1, 3]
-    assert [tx.signer for tx in chosen] == [key_a.public_key] * 2 + [key_b.public_key, key_a.public_key]
+    a, b = key_a.public_key, key_b.public_key
+    assert [tx.signer for tx in chosen] == [a, a, b, a]
     assert pool.select(max_txs=10, max_bytes=10_000) == []  # all in flight
     assert pool.release_inflight([a1.tx_id]) == 1
     assert pool.select(max_txs=10, max_bytes=10_000) == [a1]
