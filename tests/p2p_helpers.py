@@ -184,6 +184,7 @@ def raw_host(index: int, *, security: str = "noise") -> Any:
     from libp2p.stream_muxer.yamux.yamux import Yamux
 
     key_pair = create_identity_from_seed(seed(index))
+    options: dict[Any, Any]
     if security == "noise":
         options = {TProtocol(NOISE_PROTOCOL_ID):
                    NoiseTransport(key_pair, noise_privkey=create_new_key_pair().private_key)}

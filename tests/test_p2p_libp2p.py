@@ -192,7 +192,8 @@ async def test_publishing_fast_loses_nothing(
         for sequence in range(count):  # as fast as publish lets us
             await nodes[0].transport.publish(TOPIC, b"%06d" % sequence + bytes(250))
         for node in nodes[1:]:
-            await wait_until(lambda n=node: len(logs[n.index]) == count,
+            log = logs[node.index]
+            await wait_until(lambda log=log: len(log) == count,  # type: ignore[misc]
                              what=f"all {count} messages at node {node.index}")
     assert not [record for record in libp2p_warnings if "queue" in record.getMessage()]
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 import trio
@@ -60,9 +61,12 @@ async def test_raft_frames_flow_both_ways_in_order_among_three(harness: Harness)
                     continue
                 expected = [b"%d>%d:%d" % (sender.index, receiver.index, sequence)
                             for sequence in range(count)]
-                await wait_until(lambda r=receiver, s=sender, e=expected:
-                                 r.frames_from(s.peer_id) == e,
+                await wait_until(partial(_frames_are, receiver, sender.peer_id, expected),
                                  what=f"frames {sender.index}->{receiver.index} in order")
+
+
+def _frames_are(receiver: Node, sender: str, expected: list[bytes]) -> bool:
+    return receiver.frames_from(sender) == expected
 
 
 async def test_a_non_validator_cannot_get_a_raft_frame_accepted(harness: Harness) -> None:
@@ -172,9 +176,13 @@ async def test_gossip_reaches_every_subscriber(harness: Harness) -> None:
         for node in nodes:
             expected = {(other.peer_id, b"hello from %d" % other.index)
                         for other in nodes if other is not node}
-            await wait_until(lambda n=node, e=expected: set(logs[n.index]) == e,
+            await wait_until(partial(_gossip_is, logs[node.index], expected),
                              what=f"gossip at node {node.index}")
         assert all(len(log) == 2 for log in logs.values()), "each message handled once"
+
+
+def _gossip_is(log: list[tuple[str, bytes]], expected: set[tuple[str, bytes]]) -> bool:
+    return set(log) == expected
 
 
 async def test_a_rejecting_validator_stops_a_message(harness: Harness) -> None:
@@ -227,6 +235,12 @@ async def test_requests_are_served_to_validators_and_refused_to_strangers_when_c
             await client.transport.request(server.peer_id, b"fail", timeout_s=5)
         with pytest.raises((PeerUnreachableError, RequestRefusedError)):
             await stranger.transport.request(server.peer_id, b"head?", timeout_s=5)
+        gossip: list[tuple[str, bytes]] = []
+        server.transport.on_gossip(TOPIC, gossip_recorder(gossip))
+        stranger.transport.on_gossip(TOPIC, gossip_recorder([]))
+        await stranger.transport.publish(TOPIC, b"let me in")
+        await trio.sleep(0.3)
+        assert gossip == []
         assert not connected(server, stranger.peer_id)
 
 
