@@ -333,18 +333,29 @@ class Struct:
             decoder = _DECODERS[cls] = _compile_decoder(cls)
         return decoder(value)  # type: ignore[no-any-return]
 
+    @classmethod
+    def check_wire(cls, value: Any) -> None:
+        """Check ``value`` exactly as :meth:`from_wire` would, without building anything
+        (a DecodeError says what is wrong)."""
+        checker = _CHECKERS.get(cls)
+        if checker is None:
+            checker = _CHECKERS[cls] = _compile_decoder(cls, construct=False)
+        checker(value)
+
     def encode(self) -> bytes:
         return encode_tree(self.to_wire())
 
 
 _DECODERS: dict[type[Struct], Any] = {}
+_CHECKERS: dict[type[Struct], Any] = {}
 
 
-def _compile_decoder(struct_class: type[Struct]) -> Any:
+def _compile_decoder(struct_class: type[Struct], *, construct: bool = True) -> Any:
     """Generate a decoder specialised to one Struct: leaf checks inline, no call per field.
 
     The generated code only decides *whether* a field is valid; when one is not, the
-    field's own ``from_wire`` runs again to raise the precise error, with the path.
+    field's own ``from_wire`` runs again to raise the precise error, with the path. With
+    ``construct=False`` it checks everything and builds nothing (returns None).
     """
     schema = struct_class.SCHEMA
     names = [f"v{index}" for index in range(len(schema))]
@@ -386,6 +397,10 @@ def _compile_decoder(struct_class: type[Struct]) -> Any:
                 f"        raise error.within('.{schema[index][0]}') from None",
             ]
             results.append(f"w{index}")
+    if not construct:
+        lines.append("    return None")
+        exec("\n".join(lines), env)  # noqa: S102 - source generated from our own schema
+        return env["decode"]
     # Frozen dataclasses route __init__ through object.__setattr__; setting the slots
     # directly builds the same value in a third of the time (the hot path of every decode).
     lines.append("    new = _allocate(_class)")

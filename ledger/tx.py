@@ -63,9 +63,9 @@ def body_class(tx_type: TxType) -> type[Struct]:
 class Transaction:
     """A decoded, canonical transaction. ``raw`` is exactly what was signed and hashed.
 
-    The body is held decoded when the transaction came through :func:`decode_transaction`
-    (which checks it strictly); a transaction rebuilt by :func:`envelope_of_checked` from
-    bytes a validation worker already checked decodes its body on first access.
+    The body is always checked strictly when the bytes are decoded. It is built (as its
+    Struct) either then, or, when the caller asked for a lazy body (the stateless check:
+    the mempool never reads bodies), on first access.
     """
 
     version: int
@@ -77,17 +77,22 @@ class Transaction:
     raw: bytes
     tx_id: bytes
     decoded_body: Struct | None = field(default=None, compare=False, repr=False)
+    # The checked msgpack tree of the body, kept until the body is built.
+    body_wire: Any = field(default=None, compare=False, repr=False)
 
     @property
     def body(self) -> Struct:
         body = self.decoded_body
         if body is None:
-            tree = decode_tree(self.raw, size_bytes_max=limits.TX_SIZE_BYTES_MAX)
+            tree = self.body_wire
+            if tree is None:
+                tree = decode_tree(self.raw, size_bytes_max=limits.TX_SIZE_BYTES_MAX)[5]
             try:
-                body = BODY_CLASSES[self.type].from_wire(tree[5])
+                body = BODY_CLASSES[self.type].from_wire(tree)
             except DecodeError as error:
                 raise error.within("Transaction.body") from None
             _set_decoded_body(self, body)
+            _set_body_wire(self, None)
         return body
 
     @property
@@ -120,8 +125,11 @@ def sign_transaction(
     return decode_transaction(raw)
 
 
-def decode_transaction(raw: bytes) -> Transaction:
-    """Strictly decode one transaction (no signature check: see :mod:`ledger.validation`)."""
+def decode_transaction(raw: bytes, *, lazy_body: bool = False) -> Transaction:
+    """Strictly decode one transaction (no signature check: see :mod:`ledger.validation`).
+
+    With ``lazy_body`` the body is checked just as strictly but built on first access.
+    """
     tree = decode_tree(raw, size_bytes_max=limits.TX_SIZE_BYTES_MAX, what="Transaction")
     if type(tree) is not list or len(tree) != 7:
         count = len(tree) if type(tree) is list else type(tree).__name__
@@ -147,14 +155,21 @@ def decode_transaction(raw: bytes) -> Transaction:
     ):
         _raise_envelope_error(tree)
     assert tx_type is not None
+    body: Struct | None = None
     try:
-        body = BODY_CLASSES[tx_type].from_wire(body_tree)
+        if lazy_body:
+            BODY_CLASSES[tx_type].check_wire(body_tree)
+        else:
+            body = BODY_CLASSES[tx_type].from_wire(body_tree)
     except DecodeError as error:
         raise error.within("Transaction.body") from None
     transaction = _allocate(Transaction)
     for setter, value in zip(
         _TRANSACTION_SETTERS,
-        (version, chain_id, tx_type, signer, nonce, signature, raw, _sha256(raw).digest(), body),
+        (
+            version, chain_id, tx_type, signer, nonce, signature, raw, _sha256(raw).digest(),
+            body, None if body is not None else body_tree,
+        ),
         strict=True,
     ):
         setter(transaction, value)
@@ -170,7 +185,7 @@ def envelope_of_checked(raw: bytes) -> Transaction:
         _TRANSACTION_SETTERS,
         (
             version, chain_id, _TX_TYPES[type_code], signer, nonce, signature, raw,
-            _sha256(raw).digest(), None,
+            _sha256(raw).digest(), None, None,
         ),
         strict=True,
     ):
@@ -186,10 +201,11 @@ _TRANSACTION_SETTERS = tuple(
     Transaction.__dict__[name].__set__
     for name in (
         "version", "chain_id", "type", "signer", "nonce", "signature", "raw", "tx_id",
-        "decoded_body",
+        "decoded_body", "body_wire",
     )
 )
 _set_decoded_body = Transaction.__dict__["decoded_body"].__set__
+_set_body_wire = Transaction.__dict__["body_wire"].__set__
 _unpackb = msgpack.unpackb
 _ENVELOPE_FIELDS: tuple[tuple[str, FieldType[Any]], ...] = (
     ("version", _VERSION),

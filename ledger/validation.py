@@ -49,7 +49,9 @@ def check_transaction(raw: bytes, chain_id: str) -> CheckResult:
             None,
         )
     try:
-        tx = decode_transaction(raw)
+        # The body is checked as strictly as the rest, and built only when first used:
+        # the mempool and block building never read it.
+        tx = decode_transaction(raw, lazy_body=True)
     except DecodeError as error:
         return CheckResult(ResultCode.MALFORMED, str(error), None)
     if tx.chain_id != chain_id:

@@ -132,6 +132,9 @@ def test_lazy_body_matches_the_strict_decode() -> None:
     lazy = envelope_of_checked(tx.raw)
     assert lazy.decoded_body is None
     assert lazy == tx and lazy.body == tx.body
+    checked = check_transaction(tx.raw, CHAIN_ID).tx
+    assert checked is not None and checked.decoded_body is None  # checked, not yet built
+    assert checked.body == tx.body and checked.decoded_body == tx.body
 
 
 def _batch() -> list[bytes]:
