@@ -727,11 +727,31 @@ class _DemoRun:
         self.run("lab votes for it: 3 of 4 members, the proposal passes",
                  self.builders["lab"].vote(proposal_id))
         decided = self.client.query("gov_proposal", {"proposal_id": proposal_id})
-        members = [member["org_id"] for member in self.client.query("gov_members", {})]
         self.record(
             "the clinic is a member", "member",
-            "member" if clinic.org_id in members and decided["status"] == "passed" else "absent",
+            "member" if decided["status"] == "passed" and self.active(clinic.org_id) else "absent",
         )
+        # Vote it out again, so that the consortium is as it was and the demo can rerun.
+        removal_id = self.id("proposal", "clinic-removal")
+        self.run(
+            "hospital-a proposes to remove the clinic again",
+            self.builders["hospital-a"].propose_member(
+                proposal_id=removal_id, org_id=clinic.org_id, kind=b.MemberKind.PROVIDER,
+                admin_key=clinic.admin.public_key,
+                evidence_hash=keyed_hash(self.key, "evidence", "removal", clinic.org_id),
+                deadline_ms=now + 7 * DAY_MS, action=b.ProposalAction.REMOVE_MEMBER,
+            ),
+        )
+        for org_id in ("hospital-a", "hospital-b", "lab", "insurer"):
+            self.run(f"{org_id} votes to remove it (4 of 5 needed)",
+                     self.builders[org_id].vote(removal_id))
+        self.record(
+            "the clinic has left", "left", "left" if not self.active(clinic.org_id) else "member"
+        )
+
+    def active(self, org_id: str) -> bool:
+        members = self.client.query("gov_members", {})
+        return any(member["org_id"] == org_id and member["active"] for member in members)
 
     def revocation_story(self, house: _Actor) -> None:
         now = self.now_ms()
