@@ -50,7 +50,9 @@ import os
 os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 
 import contextlib
+import logging
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +85,8 @@ from node.p2p_limits import (
     GOSSIP_MESSAGE_BYTES_MAX,
     RAFT_FRAME_BYTES_MAX,
     RAFT_PROTOCOL,
+    REFUSAL_LOG_INTERVAL_S,
+    REFUSAL_LOG_PEERS_MAX,
     SYNC_PROTOCOL,
     SYNC_REQUEST_BYTES_MAX,
     SYNC_RESPONSE_BYTES_MAX,
@@ -118,6 +122,27 @@ STABLE_CONNECTION_S = 10.0
 NO_ADDRESS_RETRY_S = 5.0
 
 
+class _LibP2PLogBridge(logging.Handler):
+    """py-libp2p logs through stdlib logging with propagation off and no handler, so its
+    warnings and errors would reach stderr as bare lines; this sends them to structlog."""
+
+    installed = False
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._log = get_logger(component="libp2p")
+
+    @classmethod
+    def install(cls) -> None:
+        if not cls.installed:
+            logging.getLogger("libp2p").addHandler(cls())
+            cls.installed = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        method = self._log.error if record.levelno >= logging.ERROR else self._log.warning
+        method(record.getMessage(), logger=record.name, exc_info=record.exc_info)
+
+
 @dataclass(frozen=True, slots=True)
 class TransportStatistics:
     links: dict[str, LinkStatistics]
@@ -149,8 +174,7 @@ class _AdmittingNoise(NoiseTransport):
         peer_id = secured.get_remote_peer().to_base58()
         if self._transport.admitted(peer_id):
             return
-        self._transport.log.warning("connection refused: peer not admitted", peer=peer_id,
-                                    direction=direction)
+        self._transport.log_refusal(peer_id, direction)
         with cleanup_scope(STREAM_CLEANUP_S_MAX), contextlib.suppress(Exception):
             await secured.close()  # the socket may already be gone
         raise HandshakeFailure(f"peer {peer_id} is not admitted")
@@ -224,6 +248,7 @@ class Libp2pTransport:
         self._connectivity = trio.Event()
         self._admission = trio.Event()
         self._frames_without_handler = 0
+        self._refusals_logged: dict[str, float] = {}
 
     # ================================================================ Transport
 
@@ -244,6 +269,18 @@ class Libp2pTransport:
     def admitted(self, peer_id: str) -> bool:
         """May ``peer_id`` connect, gossip and sync with us?"""
         return self._open_for_observers or peer_id in self._validators
+
+    def log_refusal(self, peer_id: str, direction: str) -> None:
+        """Log a refused connection, at most once per peer per REFUSAL_LOG_INTERVAL_S."""
+        now = time.monotonic()
+        if now - self._refusals_logged.get(peer_id, -REFUSAL_LOG_INTERVAL_S) < \
+                REFUSAL_LOG_INTERVAL_S:
+            return
+        if len(self._refusals_logged) >= REFUSAL_LOG_PEERS_MAX:
+            self._refusals_logged.clear()
+        self._refusals_logged[peer_id] = now
+        self.log.warning("connection refused: peer not admitted", peer=peer_id,
+                         direction=direction)
 
     def set_validators(self, peer_ids: set[str]) -> None:
         self._validators = set(peer_ids)
@@ -325,6 +362,7 @@ class Libp2pTransport:
         multiaddrs with /p2p/<peer id>). Cancel to stop: peers are disconnected within
         ``timings.shutdown_grace_s``."""
         assert self._host is None, "a transport runs once"
+        _LibP2PLogBridge.install()
         host = self._host = self._build_host()
         gossip = self._gossip = Gossip(host, timings=self._timings, log=self.log,
                                        is_admitted=self.admitted)
@@ -388,14 +426,17 @@ class Libp2pTransport:
         """Pitfall 7: with our tasks gone (no publishing, links closed), disconnect every
         peer before libp2p's service contexts are left, shielded but bounded."""
         with cleanup_scope(self._timings.shutdown_grace_s) as scope:
-            for peer_id in self._connected_peers():
-                try:
-                    await self._host.disconnect(ID.from_base58(peer_id))
-                except Exception as error:  # the connection may be closing already
-                    self.log.debug("disconnect at shutdown failed", peer=peer_id,
-                                   error=repr(error))
+            async with trio.open_nursery() as nursery:  # each disconnect sleeps 0.1 s
+                for peer_id in self._connected_peers():
+                    nursery.start_soon(self._disconnect_quietly, peer_id)
         if scope.cancelled_caught:
             self.log.warning("p2p shutdown grace period ran out while disconnecting")
+
+    async def _disconnect_quietly(self, peer_id: str) -> None:
+        try:
+            await self._host.disconnect(ID.from_base58(peer_id))
+        except Exception as error:  # the connection may be closing already
+            self.log.debug("disconnect at shutdown failed", peer=peer_id, error=repr(error))
 
     # ================================================================ raft links
 

@@ -36,6 +36,7 @@ from libp2p.pubsub.pubsub import Pubsub
 
 from node.p2p_framing import reset_quietly
 from node.p2p_limits import (
+    GOSSIP_EQUIVOCATION_ENTRIES_MAX,
     GOSSIP_MESSAGE_BYTES_MAX,
     GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX,
     GOSSIP_RECENT_VALIDATIONS_MAX,
@@ -128,6 +129,7 @@ class Gossip:
             self.statistics.delivered += 1
 
     async def _validate(self, topic: str, message: Any) -> bool:
+        self._bound_router_memory()
         origin = ID(message.from_id)
         if origin == self._self_id:
             return True  # our own publish: not handed back to our handler
@@ -177,6 +179,7 @@ class Gossip:
             )
         async with self._publish_lock:
             await self._wait_for_queue_room()
+            self._bound_router_memory()
             await self.pubsub.publish(topic, data)
             self.statistics.published += 1
 
@@ -193,6 +196,13 @@ class Gossip:
             raise GossipBackpressureError(
                 f"peers' gossip queues stayed full for {wait_s} s"
             ) from None
+
+    def _bound_router_memory(self) -> None:
+        """Trim GossipSub's equivocation memory, which holds whole messages (see
+        GOSSIP_EQUIVOCATION_ENTRIES_MAX); oldest first (dicts keep insertion order)."""
+        remembered = self.router.equivocation_detection
+        while len(remembered) > GOSSIP_EQUIVOCATION_ENTRIES_MAX:
+            del remembered[next(iter(remembered))]
 
     def _fullest_queue(self) -> int:
         return max((len(queue) for queue in self.pubsub.peer_queues.values()), default=0)

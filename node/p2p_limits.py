@@ -40,6 +40,11 @@ GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX = 16
 # peers at once calls the handler once: a few seconds of traffic at ~300 messages/s.
 GOSSIP_RECENT_VALIDATIONS_MAX = 4096
 
+# GossipSub keeps every message it forwarded, by origin and seqno, to spot equivocation,
+# and trims only past 1,000 entries: with ~1 MB messages that is ~1 GB. We trim it to this
+# many (duplicates of a message arrive within milliseconds of each other).
+GOSSIP_EQUIVOCATION_ENTRIES_MAX = 64
+
 # A sync request names a block range, or forwards one block's worth of transactions to
 # the leader (wire.FORWARD_TXS_MAX), which is bounded by the blob limit.
 SYNC_REQUEST_BYTES_MAX = limits.BLOB_SIZE_BYTES_MAX
@@ -52,6 +57,11 @@ SYNC_REQUESTS_CONCURRENT_MAX = 8
 
 # Connections in total: a consortium has tens of validators and some observers.
 CONNECTIONS_MAX = 256
+# Refused connections are logged at most once per peer in this interval (a refused peer
+# redials on its own backoff; its every attempt would flood the log).
+REFUSAL_LOG_INTERVAL_S = 60.0
+# Peers remembered for that rate limit; the memory is cleared when full.
+REFUSAL_LOG_PEERS_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
