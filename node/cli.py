@@ -89,9 +89,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds to wait for the commit (0: do not wait)")
     submit.set_defaults(handler=_tx_submit)
 
-    simulate = commands.add_parser("simulate", help="deterministic cluster simulator",
-                                   add_help=False)
-    simulate.add_argument("rest", nargs=argparse.REMAINDER)
+    from consensus.sim.cli import add_arguments as add_simulate_arguments
+
+    simulate = commands.add_parser("simulate", help="deterministic cluster simulator")
+    add_simulate_arguments(simulate)
     simulate.set_defaults(handler=_simulate)
 
     demo = commands.add_parser("demo", help="play the healthcare story on a devnet")
@@ -185,9 +186,9 @@ def _tx_submit(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from consensus.sim.cli import main as simulate_main
+    from consensus.sim.cli import run_simulate
 
-    return int(simulate_main(list(args.rest)))
+    return int(run_simulate(args))
 
 
 def _demo(args: argparse.Namespace) -> int:
