@@ -240,7 +240,10 @@ def parser() -> argparse.ArgumentParser:
 
 def load(argv: Sequence[str]) -> LoadtestConfig:
     """Defaults, then the TOML file, then the command line."""
-    arguments = parser().parse_args(list(argv))
+    argv = list(argv)
+    if argv[:1] == ["--"]:  # `medledger loadtest -- --url ...` (the CLI passes it through)
+        argv = argv[1:]
+    arguments = parser().parse_args(argv)
     values: dict[str, Any] = {}
     if arguments.config:
         values.update(values_from_toml(Path(arguments.config)))

@@ -1,0 +1,219 @@
+"""What the nodes cost while the round runs: CPU and memory of local node processes from
+/proc, and the nodes' own stage histograms from /metrics.
+
+- :func:`pid_listening_on` finds the process that listens on a local TCP port (the RPC
+  port of a target URL), so local targets need no ``--pid``.
+- :class:`ProcessSampler` reads ``/proc/<pid>/stat`` (user + system CPU ticks, the
+  process and its descendants, e.g. validation worker processes) and
+  ``/proc/<pid>/status`` (VmRSS) once per interval.
+- :func:`stage_totals` parses the Prometheus text of ``/metrics`` into per-stage sums
+  and counts; the difference of two scrapes is what the round cost each stage.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PROC = Path("/proc")
+CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+# /proc/net/tcp state of a listening socket.
+TCP_LISTEN = "0A"
+# Samples kept per process: one per second for a day bounds the report.
+SAMPLES_MAX = 86_400
+_METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([^\s]+)')
+_STAGE_LABEL = re.compile(r'stage="([^"]+)"')
+
+
+def local_port(url: str) -> int | None:
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == TCP_LISTEN and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(inode)
+    return inodes
+
+
+def pid_listening_on(port: int) -> int | None:
+    """The process (of ours: /proc/<pid>/fd must be readable) that listens on ``port``."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for descriptor in (entry / "fd").iterdir():
+                if os.readlink(descriptor) in wanted:
+                    return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its end.
+    return text[text.rindex(")") + 2:].split()
+
+
+def _process_tree() -> dict[int, list[int]]:
+    """Parent pid -> child pids, of every process we can see."""
+    tree: dict[int, list[int]] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None:
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
+    return tree
+
+
+def _descendants(pid: int, tree: dict[int, list[int]]) -> list[int]:
+    found, stack = [pid], list(tree.get(pid, []))
+    while stack and len(found) < 1_000:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(tree.get(child, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float | None:
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    # After the name: state(0) ppid(1) ... utime(11) stime(12), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass(slots=True)
+class ProcessSeries:
+    name: str
+    pid: int
+    seconds: list[float] = field(default_factory=list)  # since the round started
+    cpu_seconds: list[float] = field(default_factory=list)  # cumulative, with descendants
+    rss_bytes: list[int] = field(default_factory=list)  # with descendants
+
+    def window(self, start_seconds: float, end_seconds: float) -> dict[str, Any]:
+        """Cores used (CPU seconds / wall seconds) and memory within a window."""
+        points = [index for index, moment in enumerate(self.seconds)
+                  if start_seconds <= moment <= end_seconds]
+        if len(points) < 2:
+            return {"name": self.name, "pid": self.pid, "cores_used": None,
+                    "cpu_seconds": None, "rss_bytes_max": None, "rss_bytes_mean": None}
+        first, last = points[0], points[-1]
+        cpu = self.cpu_seconds[last] - self.cpu_seconds[first]
+        wall = self.seconds[last] - self.seconds[first]
+        memory = [self.rss_bytes[index] for index in points]
+        return {
+            "name": self.name, "pid": self.pid, "cores_used": cpu / wall if wall > 0 else None,
+            "cpu_seconds": cpu, "rss_bytes_max": max(memory),
+            "rss_bytes_mean": sum(memory) // len(memory),
+        }
+
+    def cores_series(self) -> list[float | None]:
+        """Cores used between consecutive samples (the first sample has none)."""
+        values: list[float | None] = [None]
+        for index in range(1, len(self.seconds)):
+            wall = self.seconds[index] - self.seconds[index - 1]
+            cpu = self.cpu_seconds[index] - self.cpu_seconds[index - 1]
+            values.append(cpu / wall if wall > 0 else None)
+        return values
+
+
+class ProcessSampler:
+    """Samples named processes (and their descendants); call :meth:`sample` periodically."""
+
+    def __init__(self, processes: Sequence[tuple[str, int]]) -> None:
+        self.series = [ProcessSeries(name, pid) for name, pid in processes]
+
+    def sample(self, seconds: float) -> None:
+        tree = _process_tree()
+        for series in self.series:
+            if len(series.seconds) >= SAMPLES_MAX:
+                continue
+            cpu_total, rss_total, alive = 0.0, 0, False
+            for pid in _descendants(series.pid, tree):
+                cpu = cpu_seconds(pid)
+                rss = rss_bytes(pid)
+                if cpu is None or rss is None:
+                    continue
+                alive = alive or pid == series.pid
+                cpu_total += cpu
+                rss_total += rss
+            if alive:
+                series.seconds.append(seconds)
+                series.cpu_seconds.append(cpu_total)
+                series.rss_bytes.append(rss_total)
+
+
+def stage_totals(metrics_text: str) -> dict[str, dict[str, float]]:
+    """{stage: {"sum_seconds", "count"}} from ``medledger_stage_seconds`` and the node's
+    commit latency histogram (as stage ``commit_latency``)."""
+    totals: dict[str, dict[str, float]] = {}
+    for line in metrics_text.splitlines():
+        match = _METRIC_LINE.match(line)
+        if match is None:
+            continue
+        name, labels, value = match.group(1), match.group(2) or "", match.group(3)
+        if name.startswith("medledger_stage_seconds_"):
+            label = _STAGE_LABEL.search(labels)
+            if label is None:
+                continue
+            stage = label.group(1)
+        elif name.startswith("medledger_commit_latency_seconds_"):
+            stage = "commit_latency"
+        else:
+            continue
+        if name.endswith("_sum"):
+            totals.setdefault(stage, {})["sum_seconds"] = float(value)
+        elif name.endswith("_count"):
+            totals.setdefault(stage, {})["count"] = float(value)
+    return totals
+
+
+def stage_difference(before: dict[str, dict[str, float]],
+                     after: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    """What happened between two scrapes: per stage seconds, count and mean."""
+    difference: dict[str, dict[str, float | None]] = {}
+    for stage, values in after.items():
+        earlier = before.get(stage, {})
+        seconds = values.get("sum_seconds", 0.0) - earlier.get("sum_seconds", 0.0)
+        count = values.get("count", 0.0) - earlier.get("count", 0.0)
+        difference[stage] = {
+            "seconds": seconds, "count": count,
+            "mean_seconds": seconds / count if count > 0 else None,
+        }
+    return difference
