@@ -66,7 +66,7 @@ SEPARATOR = b"\x00"
 
 
 def _key(table: bytes, *parts: str) -> bytes:
-    assert all("\x00" not in part for part in parts), "identifiers never contain NUL"
+    assert "\x00" not in "".join(parts), "identifiers never contain NUL"
     return table + SEPARATOR + SEPARATOR.join(part.encode() for part in parts)
 
 

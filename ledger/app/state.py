@@ -13,12 +13,15 @@ import bisect
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol, TypeVar
 
+import msgpack
+
 from ledger import limits
 from ledger.app.layout import SEPARATOR
-from ledger.codec import Struct, decode
+from ledger.codec import Struct
 from ledger.errors import CorruptionError, DecodeError
 
 S = TypeVar("S", bound=Struct)
+_unpackb = msgpack.unpackb
 
 # A state value is one Struct: a claim with 50 lines and its history, a remittance with
 # 1,000 allocations. Nothing legitimate comes near this; it bounds what decoding may cost.
@@ -46,10 +49,13 @@ def load(reader: StateReader, key: bytes, struct_class: type[S]) -> S | None:
 
 
 def decode_value(key: bytes, data: bytes, struct_class: type[S]) -> S:
+    """Decode a state value. Only the application writes state, always canonical Structs
+    (and storage checksums every value), so the schema is checked but the canonical
+    re-encoding is not: that halves the cost of the reads every tx makes. A value that
+    does not decode is damage."""
     try:
-        return decode(struct_class, data, size_bytes_max=STATE_VALUE_SIZE_BYTES_MAX)
-    except DecodeError as error:
-        # Only the application writes state, always canonical Structs: this is damage.
+        return struct_class.from_wire(_unpackb(data, raw=False, use_list=True))
+    except (DecodeError, ValueError, TypeError, msgpack.UnpackException) as error:
         raise CorruptionError(f"state value under {key!r} does not decode: {error}") from None
 
 
@@ -107,12 +113,15 @@ class Overlay:
     rules only iterate such prefixes. Any other prefix falls back to a scan.
     """
 
-    __slots__ = ("_base", "_changes", "_groups")
+    __slots__ = ("_base", "_changes", "_decoded", "_groups")
 
     def __init__(self, base: StateReader) -> None:
         self._base = base
         self._changes: dict[bytes, bytes | None] = {}
         self._groups: dict[bytes, list[bytes]] = {}
+        # Values read through this overlay, decoded once per block (a block's txs read the
+        # same members, keys and records over and over); dropped when the key is written.
+        self._decoded: dict[bytes, Struct] = {}
 
     @property
     def changes(self) -> Mapping[bytes, bytes | None]:
@@ -128,6 +137,7 @@ class Overlay:
         if key not in self._changes:
             self._file(key)
         self._changes[key] = value
+        self._decoded.pop(key, None)
 
     def store(self, key: bytes, value: Struct) -> None:
         self.put(key, value.encode())
@@ -136,7 +146,16 @@ class Overlay:
         self.put(key, None)
 
     def load(self, key: bytes, struct_class: type[S]) -> S | None:
-        return load(self, key, struct_class)
+        if key not in self._changes and isinstance(self._base, Overlay):
+            return self._base.load(key, struct_class)  # the block overlay caches it
+        cached = self._decoded.get(key)
+        if cached is not None:
+            assert type(cached) is struct_class, f"{key!r} read as two types"
+            return cached
+        value = load(self, key, struct_class)
+        if value is not None:
+            self._decoded[key] = value
+        return value
 
     def merge(self, other: Overlay) -> None:
         """Take ``other``'s writes (a tx overlay over this one) as ours."""
