@@ -326,7 +326,11 @@ class MemoryTransport:
         for peer_id in sorted(wanted_links - set(self._links)):
             self._links[peer_id] = link = _MemoryLink(peer_id)
             self._start(f"link:{peer_id}", self._run_link, link)
-        for peer_id in sorted(others | self._bootstrap):
+        wanted_keepers = others | self._bootstrap
+        for key in [key for key in self._task_scopes if key.startswith("keeper:")]:
+            if key.removeprefix("keeper:") not in wanted_keepers:
+                self._task_scopes.pop(key).cancel()
+        for peer_id in sorted(wanted_keepers):
             if f"keeper:{peer_id}" not in self._task_scopes:
                 self._start(f"keeper:{peer_id}", self._keep_connected, peer_id)
 

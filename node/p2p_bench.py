@@ -26,6 +26,7 @@ from node.p2p_limits import Timings
 FRAMES = int(os.environ.get("BENCH_P2P_FRAMES", "3000"))
 PINGS = int(os.environ.get("BENCH_P2P_PINGS", "1000"))
 GOSSIP_MESSAGES = int(os.environ.get("BENCH_P2P_GOSSIP", "300"))
+REQUESTS = int(os.environ.get("BENCH_P2P_REQUESTS", "300"))
 TOPIC = "bench"
 TIMEOUT_S = 600
 
@@ -121,6 +122,36 @@ async def bench_raft_throughput(first: Libp2pTransport, second: Libp2pTransport,
     }
 
 
+async def bench_sync(first: Libp2pTransport, second: Libp2pTransport,
+                     concurrency: int) -> dict[str, Any]:
+    """Request/response exchanges (one stream each) of 64 bytes, ``concurrency`` at once."""
+    async def serve(peer_id: str, data: bytes) -> bytes:
+        return data
+
+    second.on_request(serve)
+    durations: list[float] = []
+
+    async def client(count: int) -> None:
+        for _ in range(count):
+            started = time.perf_counter()
+            await first.request(second.peer_id, bytes(64), timeout_s=10)
+            durations.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(client, REQUESTS // concurrency)
+    elapsed = time.perf_counter() - started
+    durations.sort()
+    return {
+        "concurrency": concurrency,
+        "requests": len(durations),
+        "requests_per_s": round(len(durations) / elapsed),
+        "request_ms_p50": round(statistics.median(durations) * 1e3, 2),
+        "request_ms_p99": round(durations[int(len(durations) * 0.99)] * 1e3, 2),
+    }
+
+
 async def bench_gossip(transports: list[Libp2pTransport], count: int,
                        publishers: int) -> dict[str, Any]:
     """``publishers`` nodes each publish ``count`` messages of 256 bytes; the rate is
@@ -171,6 +202,8 @@ async def main() -> dict[str, Any]:
             result["raft_latency"] = await bench_raft_latency(first, second)
             result["raft_small"] = await bench_raft_throughput(first, second, 256, FRAMES)
             result["raft_64k"] = await bench_raft_throughput(first, second, 65536, FRAMES // 10)
+            result["sync_sequential"] = await bench_sync(first, second, 1)
+            result["sync_concurrent"] = await bench_sync(first, second, 16)
             nursery.cancel_scope.cancel()
         async with trio.open_nursery() as nursery:
             transports = await _start(nursery, 3)
