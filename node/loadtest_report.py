@@ -66,7 +66,9 @@ def _format(value: float | None, digits: int = 1) -> str:
 
 def _decimals(step: float) -> int:
     """Digits after the point that tell ticks ``step`` apart."""
-    return 0 if step >= 1 else min(6, math.ceil(-math.log10(step)) + 1)
+    if step >= 1:
+        return 0 if float(step).is_integer() else 1
+    return min(6, math.ceil(-math.log10(step)) + 1)
 
 
 def _milliseconds(value: float | None) -> str:
@@ -185,7 +187,8 @@ def _charts(report: dict[str, Any]) -> list[tuple[str, str]]:
     )]
     histogram = report.get("latency_histogram", {})
     edges = histogram.get("edges_seconds", [])
-    labels = [f"{edge * 1000:.3g}" for edge in edges[:-1]]
+    labels = [f"{edge * 1000:,.0f}" if edge >= 0.1 else f"{edge * 1000:.3g}"
+              for edge in edges[:-1]]
     charts.append(("Commit latency histogram", bar_chart(
         labels, histogram.get("counts", []), title="latency histogram",
         x_label="latency, ms (lower bin edge, logarithmic bins)", y_label="txs")))
