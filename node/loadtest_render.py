@@ -134,7 +134,7 @@ def decode_rows(data: bytes, *, rows_max: int | None = None) -> tuple[int, int, 
 
 def ink_fraction(png_path: Path, *, rows_max: int | None = None) -> float:
     """The fraction of pixels (of the first ``rows_max`` rows) that are not white."""
-    width, channels, rows = decode_rows(png_path.read_bytes(), rows_max=rows_max)
+    _, channels, rows = decode_rows(png_path.read_bytes(), rows_max=rows_max)
     colour_channels = 1 if channels <= 2 else 3
     ink = total = 0
     for row in rows:
