@@ -124,7 +124,8 @@ NO_ADDRESS_RETRY_S = 5.0
 
 class _LibP2PLogBridge(logging.Handler):
     """py-libp2p logs through stdlib logging with propagation off and no handler, so its
-    warnings and errors would reach stderr as bare lines; this sends them to structlog."""
+    warnings and errors would reach stderr as bare lines; this sends them to structlog.
+    Installed once per process, on the first transport's start."""
 
     installed = False
 
@@ -139,8 +140,10 @@ class _LibP2PLogBridge(logging.Handler):
             cls.installed = True
 
     def emit(self, record: logging.LogRecord) -> None:
-        method = self._log.error if record.levelno >= logging.ERROR else self._log.warning
-        method(record.getMessage(), logger=record.name, exc_info=record.exc_info)
+        # Always a warning: libp2p logs ordinary churn (a stream that fails to open while
+        # a duplicate connection is trimmed) at ERROR; its own level is kept as a field.
+        self._log.warning(record.getMessage(), logger=record.name,
+                          libp2p_level=record.levelname, exc_info=record.exc_info)
 
 
 @dataclass(frozen=True, slots=True)

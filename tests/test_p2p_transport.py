@@ -17,17 +17,20 @@ from p2p_helpers import (
     ordered_indexes,
     peer,
     raft_up,
+    seed,
     send_until_accepted,
     wait_raft_mesh,
     wait_until,
 )
 
+from node.memory_transport import MemoryNetwork, MemoryTransport
 from node.p2p_limits import GOSSIP_MESSAGE_BYTES_MAX, RAFT_FRAME_BYTES_MAX
 from node.transport import (
     MessageTooLargeError,
     PeerUnreachableError,
     RequestFailedError,
     RequestRefusedError,
+    Transport,
 )
 
 TOPIC = "medledger/test/txs"
@@ -258,3 +261,13 @@ async def test_requests_are_served_to_observers_when_open(harness: Harness) -> N
         assert await observer.transport.request(server.peer_id, b"abc", timeout_s=5) == b"cba"
         big = bytes(range(256)) * 4096  # 1 MiB: several yamux windows
         assert await observer.transport.request(server.peer_id, big, timeout_s=10) == big[::-1]
+
+
+def test_both_transports_implement_the_protocol() -> None:
+    """mypy checks the assignments below against the Transport Protocol."""
+    from node.p2p import Libp2pTransport
+
+    real: Transport = Libp2pTransport(seed=seed(0))
+    simulated: Transport = MemoryTransport(MemoryNetwork(), seed=seed(0))
+    assert real.peer_id == simulated.peer_id == peer(0)
+    assert real.listen_addresses == simulated.listen_addresses == ()
