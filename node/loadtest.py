@@ -56,6 +56,7 @@ from node.loadtest_stats import (
 )
 from node.loadtest_system import (
     ProcessSampler,
+    load_average,
     local_port,
     pid_listening_on,
     stage_difference,
@@ -83,6 +84,7 @@ class Observation:
     """What runs beside the round: process samples and metrics scrapes."""
 
     sampler: ProcessSampler
+    load_average_before: list[float] = field(default_factory=load_average)
     metrics_before: dict[str, str] = field(default_factory=dict)
     metrics_after: dict[str, str] = field(default_factory=dict)
 
@@ -252,11 +254,16 @@ def _records(outcome: RoundOutcome, config: LoadtestConfig) -> RoundRecords:
 
 def _resources(observation: Observation, outcome: RoundOutcome) -> dict[str, Any]:
     start, end = outcome.measured_start_seconds, outcome.submit_end_seconds
+    sampler = observation.sampler
     return {
-        "measured_window": [series.window(start, end) for series in observation.sampler.series],
+        "cpus": os.cpu_count(),
+        "load_average_before": observation.load_average_before,
+        "load_average_after": load_average(),
+        "host_busy_cores": sampler.host.window(start, end)["cores_used"],
+        "measured_window": [series.window(start, end) for series in sampler.series],
         "series": [{"name": series.name, "pid": series.pid, "seconds": series.seconds,
                     "cores": series.cores_series(), "rss_bytes": series.rss_bytes}
-                   for series in observation.sampler.series],
+                   for series in [*sampler.series, sampler.host]],
     }
 
 

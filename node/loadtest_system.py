@@ -26,6 +26,8 @@ CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 TCP_LISTEN = "0A"
 # Samples kept per process: one per second for a day bounds the report.
 SAMPLES_MAX = 86_400
+# Descendants counted with one process (validation pools have a few).
+DESCENDANTS_MAX = 1_000
 _METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([^\s]+)')
 _STAGE_LABEL = re.compile(r'stage="([^"]+)"')
 
@@ -91,12 +93,15 @@ def _process_tree() -> dict[int, list[int]]:
     return tree
 
 
-def _descendants(pid: int, tree: dict[int, list[int]]) -> list[int]:
-    found, stack = [pid], list(tree.get(pid, []))
-    while stack and len(found) < 1_000:
+def _descendants(pid: int, tree: dict[int, list[int]], excluded: set[int]) -> list[int]:
+    """``pid`` and its descendants, except ``excluded`` subtrees (processes sampled on
+    their own: the nodes bench-cluster started are children of the load tester)."""
+    found, stack = [pid], [child for child in tree.get(pid, []) if child not in excluded]
+    while stack and len(found) < DESCENDANTS_MAX:
         child = stack.pop()
         found.append(child)
-        stack.extend(tree.get(child, []))
+        stack.extend(grandchild for grandchild in tree.get(child, [])
+                     if grandchild not in excluded)
     return found
 
 
@@ -145,7 +150,7 @@ class ProcessSeries:
 
     def cores_series(self) -> list[float | None]:
         """Cores used between consecutive samples (the first sample has none)."""
-        values: list[float | None] = [None]
+        values: list[float | None] = [None] if self.seconds else []
         for index in range(1, len(self.seconds)):
             wall = self.seconds[index] - self.seconds[index - 1]
             cpu = self.cpu_seconds[index] - self.cpu_seconds[index - 1]
@@ -153,19 +158,49 @@ class ProcessSeries:
         return values
 
 
+def host_busy_cpu_seconds() -> float | None:
+    """CPU seconds every process on the machine spent busy (all cores): /proc/stat."""
+    try:
+        first = (PROC / "stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    # cpu user nice system idle iowait irq softirq steal ...: busy = all but idle, iowait.
+    values = [int(value) for value in first[1:9]]
+    return (sum(values) - values[3] - values[4]) / CLOCK_TICKS_PER_SECOND
+
+
+def load_average() -> list[float]:
+    try:
+        return [float(value) for value in (PROC / "loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return []
+
+
+HOST_SERIES_NAME = "host (every process)"
+
+
 class ProcessSampler:
-    """Samples named processes (and their descendants); call :meth:`sample` periodically."""
+    """Samples named processes (and their descendants), and the whole machine's busy CPU
+    (how much the rest of the host took from the nodes); call :meth:`sample`
+    periodically."""
 
     def __init__(self, processes: Sequence[tuple[str, int]]) -> None:
         self.series = [ProcessSeries(name, pid) for name, pid in processes]
+        self.host = ProcessSeries(HOST_SERIES_NAME, 0)
 
     def sample(self, seconds: float) -> None:
+        busy = host_busy_cpu_seconds()
+        if busy is not None and len(self.host.seconds) < SAMPLES_MAX:
+            self.host.seconds.append(seconds)
+            self.host.cpu_seconds.append(busy)
+            self.host.rss_bytes.append(0)
         tree = _process_tree()
+        sampled = {series.pid for series in self.series}
         for series in self.series:
             if len(series.seconds) >= SAMPLES_MAX:
                 continue
             cpu_total, rss_total, alive = 0.0, 0, False
-            for pid in _descendants(series.pid, tree):
+            for pid in _descendants(series.pid, tree, sampled - {series.pid}):
                 cpu = cpu_seconds(pid)
                 rss = rss_bytes(pid)
                 if cpu is None or rss is None:

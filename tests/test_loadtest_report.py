@@ -54,7 +54,7 @@ def synthetic_report() -> dict[str, Any]:
             series.seconds.append(float(second))
             series.cpu_seconds.append(second * (0.9 if series.name == "node0" else 0.1))
             series.rss_bytes.append(100 * 2**20 + second * 2**20)
-    observation = Observation(sampler, {"http://n/": ""}, {
+    observation = Observation(sampler, metrics_before={"http://n/": ""}, metrics_after={
         "http://n/": 'medledger_stage_seconds_sum{stage="apply"} 3.0\n'
                      'medledger_stage_seconds_count{stage="apply"} 30.0\n'})
     report = build_report(
