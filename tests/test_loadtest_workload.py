@@ -138,8 +138,8 @@ async def test_single_type_mixes(weights: dict[str, int]) -> None:
     ledger = new_ledger()
     prepared = await prepare(
         InProcessPort(ledger), chain_id=CHAIN_ID, run_tag="single", workers=1,
-        healthcare=True, weights=weights, lane_txs=lambda lanes: 2000, key_files={},
+        healthcare=True, weights=weights, lane_txs=lambda lanes: 600, key_files={},
     )
-    (lane,) = generate_pool(prepared.specs, [2000], processes=0)
-    for block in interleave([lane], batch=500):
+    (lane,) = generate_pool(prepared.specs, [600], processes=0)
+    for block in interleave([lane], batch=200):
         assert set(commit_block(ledger, block)) == {ResultCode.OK}
