@@ -144,3 +144,9 @@ def test_process_sampler_reads_this_process() -> None:
     assert window["cpu_seconds"] is not None and window["cpu_seconds"] >= 0
     assert window["rss_bytes_max"] > 1_000_000
     assert sampler.series[0].cores_series()[0] is None
+
+
+def test_the_example_config_loads() -> None:
+    config = load(["-c", str(Path(__file__).resolve().parent.parent / "configs/loadtest.toml")])
+    assert config.workers == 3 and len(config.urls) == 3
+    assert sum(config.weights.values()) == 100
