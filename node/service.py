@@ -216,7 +216,7 @@ class Node:
 
     async def _start_services(self, nursery: trio.Nursery) -> None:
         self.transport = self._make_transport()
-        await nursery.start(self.transport.run)  # type: ignore[attr-defined]
+        await nursery.start(self.transport.run)
         self.transport.set_validators({peer for _, peer in self._validators.values()})
         self.transport.on_request(self._serve_request)
         self.transport.on_gossip(topic_blocks(self.chain_id), self._on_block_gossip)

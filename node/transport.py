@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ledger.errors import LocalError, RemoteError
 
@@ -70,6 +70,11 @@ class PeerState:
 
 
 class Transport(Protocol):
+    async def run(self, *, task_status: Any = ...) -> None:
+        """Listen, dial and serve until cancelled; ``task_status.started`` gets the
+        listen addresses."""
+        ...
+
     @property
     def peer_id(self) -> str: ...
 
