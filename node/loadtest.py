@@ -97,8 +97,11 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         result = run(config, stream=sys.stdout)
-    except MedledgerError as error:
-        print(f"medledger loadtest: {error}", file=sys.stderr)
+    except (MedledgerError, BaseExceptionGroup) as error:
+        cause = operating_error(error)
+        if cause is None:
+            raise
+        print(f"medledger loadtest: {cause}", file=sys.stderr)
         return 1
     print(f"reports: {result.json_path} {result.html_path}")
     return 0 if result.ok else 1
@@ -136,6 +139,18 @@ def run(config: LoadtestConfig, *, stream: TextIO,
     json_path, html_path = write_reports(report, Path(config.report_directory), name)
     say.summary(report)
     return RunResult(report, json_path, html_path)
+
+
+def operating_error(error: BaseException) -> MedledgerError | None:
+    """The operating error behind ``error`` (Trio wraps a task's errors in groups), or
+    None when something else (a bug) is in there too."""
+    if isinstance(error, MedledgerError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        causes = [operating_error(inner) for inner in error.exceptions]
+        if causes and all(cause is not None for cause in causes):
+            return causes[0]
+    return None
 
 
 # ---- phases ---------------------------------------------------------------------------------
@@ -221,8 +236,19 @@ async def _measure(config: LoadtestConfig, plan: RoundPlan, processes: Sequence[
         nursery.cancel_scope.cancel()
     outcome = round_.outcome()
     say.line("checking the chain ...")
-    chain_check = await check_against_chain(config.urls[0], first_height, outcome)
-    return outcome, observation, chain_check
+    return outcome, observation, await _check_chain(config.urls, first_height, outcome)
+
+
+async def _check_chain(urls: Sequence[str], first_height: int,
+                       outcome: RoundOutcome) -> dict[str, Any]:
+    """On the first target that answers (one may have gone down during the round)."""
+    errors = []
+    for url in urls:
+        try:
+            return await check_against_chain(url, first_height, outcome)
+        except MedledgerError as error:
+            errors.append(f"{url}: {error}")
+    return {"status": "unavailable", "errors": errors}
 
 
 async def _scrape_at(round_: Round, config: LoadtestConfig) -> dict[str, str]:

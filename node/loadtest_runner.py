@@ -294,14 +294,20 @@ class Round:
                 finally:
                     self._stopped_submitting()
                 await self._drain(worker)
-        except (RpcConnectionError, RpcCallError, RpcTimeoutError) as error:
-            worker.stopped_reason = str(error)
-            self.tracker.note_error(f"worker {worker.index} ({worker.url}): {error}")
+        except* (RpcConnectionError, RpcCallError, RpcTimeoutError) as group:
+            # The node went away (or broke our subscription) mid-round: this worker stops,
+            # its outstanding txs count as failed, the others carry on.
             if not self.all_connected.is_set():
                 raise
-            for tx_id in self.tracker.outstanding_of(worker):
-                if self.tracker.not_pending(worker, tx_id):
-                    self.tracker.phase(tx_id in self.tracker.measured_ids).failed += 1
+            self._worker_lost(worker, group.exceptions[0])
+
+    def _worker_lost(self, worker: WorkerState, error: BaseException) -> None:
+        worker.stopped_reason = str(error)
+        self.tracker.note_error(f"worker {worker.index} ({worker.url}) stopped: {error}")
+        for tx_id in self.tracker.outstanding_of(worker):
+            if self.tracker.not_pending(worker, tx_id):
+                self.tracker.phase(tx_id in self.tracker.measured_ids).failed += 1
+        worker.wakeup.set()
 
     def _stopped_submitting(self) -> None:
         self.submitting -= 1

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from ledger.errors import MedledgerError  # noqa: E402
 from node.client import RpcClient  # noqa: E402
 from node.devnet import DevnetNode, create_devnet  # noqa: E402
-from node.loadtest import run  # noqa: E402
+from node.loadtest import operating_error, run  # noqa: E402
 from node.loadtest_config import LoadtestConfig, validate  # noqa: E402
 
 CHAIN_ID = "medledger-bench"
@@ -193,7 +193,13 @@ def bench(options: argparse.Namespace, directory: Path) -> dict[str, Any]:
         result = run(loadtest_config(options, urls), stream=sys.stderr, processes=named)
         print(f"bench-cluster: reports {result.json_path} {result.html_path}",
               file=sys.stderr)
-        return result_line(result.report, nodes, (result.json_path, result.html_path))
+        line = result_line(result.report, nodes, (result.json_path, result.html_path))
+        exited = {node.name: process.returncode for node, process in zip(nodes, processes,
+                                                                         strict=True)
+                  if process.poll() is not None}
+        line["nodes_exited"] = exited  # a node that died under load (see its node.log)
+        line["target_met"] = line["target_met"] and not exited
+        return line
     finally:
         stop_nodes(processes)
 
@@ -206,9 +212,12 @@ def main() -> int:
     failed = True
     try:
         line = bench(options, directory)
-        failed = False
-    except (Stop, RuntimeError, OSError, MedledgerError) as error:
-        print(json.dumps({"benchmark": "bench-cluster", "error": str(error),
+        failed = bool(line["nodes_exited"])
+    except (Stop, RuntimeError, OSError, MedledgerError, BaseExceptionGroup) as error:
+        cause = operating_error(error) if isinstance(error, BaseExceptionGroup) else error
+        if cause is None:
+            raise
+        print(json.dumps({"benchmark": "bench-cluster", "error": str(cause),
                           "directory": str(directory)}))
         return 2
     finally:
