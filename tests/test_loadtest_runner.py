@@ -1,0 +1,151 @@
+"""The measured round against a fake node (a trio-websocket server on 127.0.0.1, port 0)
+that speaks just enough JSON-RPC: commits after a delay, refuses marked txs, can drop
+the connection mid-round. Checks the runner's bookkeeping: latency, refusals, the
+in-flight bound, a worker that loses its node."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+import trio_websocket
+
+from node.loadtest_rate import FixedRate, MaximumRate
+from node.loadtest_runner import Round, RoundOutcome, RoundPlan, worker_pool
+
+COMMIT_DELAY_SECONDS = 0.05
+
+
+@dataclass
+class FakeNode:
+    refuse: set[str] = field(default_factory=set)  # tx ids answered MEMPOOL_FULL
+    invalid: set[str] = field(default_factory=set)  # tx ids committed as NONCE_STALE
+    drop_after_batches: int | None = None
+    batches: int = 0
+    outstanding: int = 0
+    outstanding_max: int = 0
+
+    async def handler(self, request: trio_websocket.WebSocketRequest) -> None:
+        connection = await request.accept()
+        async with trio.open_nursery() as nursery:
+            try:
+                while True:
+                    message = json.loads(await connection.get_message())
+                    calls = message if isinstance(message, list) else [message]
+                    answers = [self.answer(call, connection, nursery) for call in calls]
+                    await connection.send_message(json.dumps(
+                        answers if isinstance(message, list) else answers[0]))
+                    if self.drop_after_batches is not None and (
+                            self.batches >= self.drop_after_batches):
+                        await connection.aclose(code=1001, reason="server shutting down")
+                        return
+            except trio_websocket.ConnectionClosed:
+                pass
+            finally:
+                nursery.cancel_scope.cancel()
+
+    def answer(self, call: dict[str, Any], connection: Any, nursery: trio.Nursery) -> Any:
+        method, params = call["method"], call.get("params", {})
+        if method == "chain_subscribe":
+            return {"jsonrpc": "2.0", "id": call["id"], "result": "0x00000000000000aa"}
+        if method == "chain_addTxFilter":
+            return {"jsonrpc": "2.0", "id": call["id"], "result": {"outstanding": 0}}
+        assert method == "tx_submitBatch", method
+        self.batches += 1
+        results, committed = [], []
+        for raw in params["raws"]:
+            tx_id = "0x" + hashlib.sha256(bytes.fromhex(raw[2:])).hexdigest()
+            accepted = tx_id not in self.refuse
+            results.append({"tx_id": tx_id, "accepted": accepted, "code": 0 if accepted else 9,
+                            "reason": "OK" if accepted else "MEMPOOL_FULL", "message": ""})
+            if accepted:
+                committed.append(tx_id)
+        self.outstanding += len(committed)
+        self.outstanding_max = max(self.outstanding_max, self.outstanding)
+        nursery.start_soon(self.commit_later, connection, committed)
+        return {"jsonrpc": "2.0", "id": call["id"], "result": results}
+
+    async def commit_later(self, connection: Any, tx_ids: list[str]) -> None:
+        await trio.sleep(COMMIT_DELAY_SECONDS)
+        self.outstanding -= len(tx_ids)
+        result = [{"tx_id": tx_id, "height": 7, "position": index,
+                   "code": 5 if tx_id in self.invalid else 0,
+                   "code_name": "NONCE_STALE" if tx_id in self.invalid else "OK"}
+                  for index, tx_id in enumerate(tx_ids)]
+        notification = {"jsonrpc": "2.0", "method": "chain_subscription",
+                        "params": {"subscription": "0x00000000000000aa", "result": result}}
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            await connection.send_message(json.dumps(notification))
+
+
+def pools(workers: int, size: int) -> list[Any]:
+    return [worker_pool([os.urandom(120) for _ in range(size)]) for _ in range(workers)]
+
+
+async def run_round(node: FakeNode, plan_pools: list[Any], controller: Any,
+                    **overrides: Any) -> RoundOutcome:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(trio_websocket.serve_websocket, node.handler, "127.0.0.1",
+                                     0, None)
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        settings: dict[str, Any] = dict(
+            urls=tuple([url] * len(plan_pools)), pools=tuple(plan_pools),
+            warmup_controllers=tuple([controller] * len(plan_pools)),
+            controllers=tuple([controller] * len(plan_pools)), warmup_seconds=0.2,
+            duration_seconds=1.0, measured_txs_per_worker=0, batch_txs_max=25,
+            batch_interval_seconds=0.01, drain_timeout_seconds=2.0, call_timeout_seconds=5.0,
+        )
+        settings.update(overrides)
+        round_ = Round(RoundPlan(**settings))
+        with trio.fail_after(20):
+            await nursery.start(round_.run)
+            await round_.finished.wait()
+        nursery.cancel_scope.cancel()
+    return round_.outcome()
+
+
+async def test_fixed_rate_round_measures_commit_latency() -> None:
+    outcome = await run_round(FakeNode(), pools(2, 500), FixedRate(100.0, 1000))
+    measured = outcome.measured
+    assert 180 <= measured.submitted <= 202  # 2 workers x 100 tx/s x 1 s
+    assert measured.committed == measured.submitted
+    assert measured.failed == measured.timed_out == 0
+    assert outcome.warmup.submitted >= 30
+    latencies = [commit.latency_seconds for commit in outcome.measured_commits]
+    assert min(latencies) >= COMMIT_DELAY_SECONDS * 0.9
+    assert outcome.committed_ids == outcome.submitted_ids
+
+
+async def test_refused_and_invalid_txs_are_counted_by_reason() -> None:
+    plan_pools = pools(1, 400)
+    node = FakeNode(refuse=set(plan_pools[0].ids[100:110]),
+                    invalid=set(plan_pools[0].ids[120:125]))
+    outcome = await run_round(node, plan_pools, FixedRate(200.0, 1000), warmup_seconds=0.0,
+                              duration_seconds=1.0)
+    measured = outcome.measured
+    assert measured.rejected == {"MEMPOOL_FULL": 10}
+    assert measured.invalid == {"NONCE_STALE": 5}
+    assert measured.committed == measured.submitted - 15
+    assert len(outcome.measured_commits) == measured.submitted - 10
+
+
+async def test_maximum_rate_keeps_the_in_flight_bound() -> None:
+    node = FakeNode()
+    outcome = await run_round(node, pools(2, 3000), MaximumRate(40, 1000.0))
+    assert node.outstanding_max <= 80
+    assert outcome.measured.submitted > 200  # ~40 per 50 ms per worker
+    assert outcome.measured.committed == outcome.measured.submitted
+
+
+async def test_a_worker_that_loses_its_node_stops_and_counts_failed() -> None:
+    node = FakeNode(drop_after_batches=30)
+    outcome = await run_round(node, pools(1, 2000), FixedRate(100.0, 1000))
+    assert outcome.stopped_workers and "closed" in outcome.stopped_workers[0]
+    counts = outcome.measured
+    assert counts.failed + outcome.warmup.failed > 0
+    assert counts.submitted == counts.committed + counts.failed
