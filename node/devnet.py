@@ -114,7 +114,19 @@ def create_devnet(directory: Path, *, validators: int, observers: int, rpc_port:
     return nodes
 
 
+def die_with_parent() -> None:
+    """In a child before exec: have the kernel send it SIGTERM when its parent dies, so a
+    devnet (or a test) that is killed outright leaves no node behind (Linux only)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1  # noqa: N806 - the kernel's name
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_processes(directory: Path, nodes: list[DevnetNode]) -> list[subprocess.Popen[bytes]]:
+    """One ``medledger start`` per node, in the devnet's own process group (so whoever
+    signals the group reaches them all) and dying with the devnet."""
     processes = []
     for node in nodes:
         log_path = directory / node.name / "node.log"
@@ -122,7 +134,7 @@ def start_processes(directory: Path, nodes: list[DevnetNode]) -> list[subprocess
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "node.cli", "start", "-c",
                  str(directory / node.name / "node.toml")],
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
             ))
     return processes
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from node.client import RpcClient, RpcError, RpcUnreachableError
 from node.config import ConsensusSection
-from node.devnet import DevnetNode, create_devnet
+from node.devnet import DevnetNode, create_devnet, die_with_parent
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ class NodeProcess:
                 [sys.executable, "-m", "node.cli", "start", "-c",
                  str(self.directory / self.node.name / "node.toml")],
                 stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=die_with_parent,
             )
 
     def kill(self) -> None:
