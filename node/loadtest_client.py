@@ -87,6 +87,11 @@ class WebSocketRpc:
     def new_id(self) -> int:
         return next(self._ids)
 
+    @property
+    def closed(self) -> str | None:
+        """Why the connection is closed, or None while it is open."""
+        return self._closed
+
     async def call(self, method: str, params: dict[str, Any] | None = None, *,
                    timeout_seconds: float = 30.0) -> Any:
         request_id = self.new_id()

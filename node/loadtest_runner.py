@@ -293,7 +293,7 @@ class Round:
                     await self._submit_loop(rpc, worker)
                 finally:
                     self._stopped_submitting()
-                await self._drain(worker)
+                await self._drain(rpc, worker)
         except* (RpcConnectionError, RpcCallError, RpcTimeoutError) as group:
             # The node went away (or broke our subscription) mid-round: this worker stops,
             # its outstanding txs count as failed, the others carry on.
@@ -394,10 +394,14 @@ class Round:
             if not result.get("accepted") and self.tracker.not_pending(worker, tx_id):
                 counts.rejected[str(result.get("reason"))] += 1
 
-    async def _drain(self, worker: WorkerState) -> None:
+    async def _drain(self, rpc: WebSocketRpc, worker: WorkerState) -> None:
         """Keep the connection (its notifications) until our txs are committed or the
-        drain deadline passes; what is left then timed out."""
+        drain deadline passes; what is left then timed out (failed, if the node went
+        away: nobody will tell us about them)."""
         while worker.in_flight > 0:
+            if rpc.closed is not None:
+                self._worker_lost(worker, RpcConnectionError(rpc.closed))
+                return
             remaining = self.drain_deadline - self.clock()
             if remaining <= 0:
                 break

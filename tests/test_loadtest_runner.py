@@ -26,6 +26,8 @@ class FakeNode:
     refuse: set[str] = field(default_factory=set)  # tx ids answered MEMPOOL_FULL
     invalid: set[str] = field(default_factory=set)  # tx ids committed as NONCE_STALE
     drop_after_batches: int | None = None
+    hold_commits: bool = False  # never commit (a stalled node)
+    close_after_seconds: float | None = None  # then hang up, whatever is going on
     batches: int = 0
     outstanding: int = 0
     outstanding_max: int = 0
@@ -33,6 +35,8 @@ class FakeNode:
     async def handler(self, request: trio_websocket.WebSocketRequest) -> None:
         connection = await request.accept()
         async with trio.open_nursery() as nursery:
+            if self.close_after_seconds is not None:
+                nursery.start_soon(self.close_later, connection)
             try:
                 while True:
                     message = json.loads(await connection.get_message())
@@ -70,7 +74,14 @@ class FakeNode:
         nursery.start_soon(self.commit_later, connection, committed)
         return {"jsonrpc": "2.0", "id": call["id"], "result": results}
 
+    async def close_later(self, connection: Any) -> None:
+        assert self.close_after_seconds is not None
+        await trio.sleep(self.close_after_seconds)
+        await connection.aclose(code=1001, reason="server shutting down")
+
     async def commit_later(self, connection: Any, tx_ids: list[str]) -> None:
+        if self.hold_commits:
+            return
         await trio.sleep(COMMIT_DELAY_SECONDS)
         self.outstanding -= len(tx_ids)
         result = [{"tx_id": tx_id, "height": 7, "position": index,
@@ -149,3 +160,13 @@ async def test_a_worker_that_loses_its_node_stops_and_counts_failed() -> None:
     counts = outcome.measured
     assert counts.failed + outcome.warmup.failed > 0
     assert counts.submitted == counts.committed + counts.failed
+
+
+async def test_a_node_lost_while_draining_fails_its_txs_at_once() -> None:
+    node = FakeNode(hold_commits=True, close_after_seconds=1.5)
+    started = trio.current_time()
+    outcome = await run_round(node, pools(1, 500), FixedRate(50.0, 1000),
+                              drain_timeout_seconds=10.0)
+    assert trio.current_time() - started < 5.0  # not the 10 s drain timeout
+    assert outcome.measured.timed_out == 0
+    assert outcome.measured.failed == outcome.measured.submitted > 0
