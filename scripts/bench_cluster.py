@@ -124,6 +124,20 @@ def wait_for_leader(nodes: list[DevnetNode], processes: list[subprocess.Popen[by
     raise RuntimeError(f"no leader within {READY_TIMEOUT_SECONDS} s")
 
 
+def signalled_nodes(directory: Path, nodes: list[DevnetNode]) -> dict[str, str]:
+    """Nodes that logged a shutdown signal (someone else stopped them mid-run)."""
+    found = {}
+    for node in nodes:
+        for text in (directory / node.name / "node.log").read_text(errors="replace").splitlines():
+            if '"shutting down"' not in text:
+                continue
+            try:
+                found[node.name] = str(json.loads(text).get("signal"))
+            except ValueError:
+                found[node.name] = "unknown"
+    return found
+
+
 def leader_url(nodes: list[DevnetNode]) -> str:
     for node in nodes:
         with RpcClient(node.rpc_url, timeout_s=5.0) as client:
@@ -198,6 +212,7 @@ def bench(options: argparse.Namespace, directory: Path) -> dict[str, Any]:
                                                                          strict=True)
                   if process.poll() is not None}
         line["nodes_exited"] = exited  # a node that died under load (see its node.log)
+        line["nodes_signalled"] = signalled_nodes(directory, nodes)  # not by us: we stop later
         line["target_met"] = line["target_met"] and not exited
         return line
     finally:
@@ -212,7 +227,8 @@ def main() -> int:
     failed = True
     try:
         line = bench(options, directory)
-        failed = bool(line["nodes_exited"])
+        failed = bool(line["nodes_exited"] or line["nodes_signalled"] or line["failed"]
+                      or line["chain_check"] != "ok")
     except (Stop, RuntimeError, OSError, MedledgerError, BaseExceptionGroup) as error:
         cause = operating_error(error) if isinstance(error, BaseExceptionGroup) else error
         if cause is None:
