@@ -181,7 +181,13 @@ def result_line(report: dict[str, Any], nodes: list[DevnetNode],
         "submitted": summary["submitted"], "committed": summary["committed"],
         "invalid": summary["committed_invalid"], "rejected": summary["rejected"],
         "failed": summary["failed"], "timed_out": summary["timed_out"],
-        "cores_used": cores, "loadtest_cores_used": windows.get("loadtest", {}).get(
+        "cores_used": cores,
+        # CPU the three nodes spent per committed tx: what a tx costs the cluster, which
+        # with the host's cores bounds the rate on an idle machine.
+        "node_cpu_milliseconds_per_tx": (
+            round(sum(value for value in cores.values() if value) * 1000 / throughput, 3)
+            if throughput else None),
+        "loadtest_cores_used": windows.get("loadtest", {}).get(
             "cores_used"),
         "host_cpus": report["resources"]["cpus"],
         "host_busy_cores": report["resources"]["host_busy_cores"],
