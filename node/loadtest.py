@@ -275,6 +275,7 @@ def _records(outcome: RoundOutcome, config: LoadtestConfig) -> RoundRecords:
         rejected=outcome.measured.rejected,
         failed=outcome.measured.failed,
         timed_out=outcome.measured.timed_out,
+        committed_without_latency=outcome.measured.committed_without_latency,
     )
 
 

@@ -17,6 +17,7 @@ round starts) but only the measured round's txs count in the statistics.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter
@@ -41,6 +42,8 @@ TOPIC_TX_RESULTS = "txResults"
 NOTIFICATION_METHOD = "chain_subscription"
 # Errors of failed submit calls kept verbatim for the report (the count has them all).
 ERROR_SAMPLES_MAX = 20
+# tx_status calls per JSON-RPC batch message (the node's BATCH_CALLS_MAX is 100).
+STATUS_CALLS_PER_MESSAGE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,8 @@ class PhaseCounts:
     rejected: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     timed_out: int = 0
+    # Committed while our subscription was down: found by tx_status, latency unknown.
+    committed_without_latency: int = 0
 
 
 @dataclass(slots=True)
@@ -194,6 +199,22 @@ class Tracker:
         if sent.measured:
             self.commits.append(CommitRecord(sent.submitted_at - self.measured_start,
                                              received_at - self.measured_start, code_name))
+
+    def recovered(self, tx_id: str, status: dict[str, Any]) -> None:
+        """A tx found committed by tx_status after our subscription was lost."""
+        sent = self.pending.pop(tx_id, None)
+        if sent is None:
+            return
+        worker = self.workers[sent.worker]
+        worker.in_flight -= 1
+        worker.wakeup.set()
+        self.committed_ids.add(tx_id)
+        counts = self.phase(sent.measured)
+        if status.get("code") == 0:
+            counts.committed += 1
+            counts.committed_without_latency += 1
+        else:
+            counts.invalid[str(status.get("code_name"))] += 1
 
     def _subscription_closed(self, subscription: str, error: Any) -> None:
         self.subscription_overflows += 1
@@ -331,9 +352,7 @@ class Round:
                 worker.pool_exhausted_at = now
                 return
             if worker.subscription_lost:
-                worker.subscription_lost = False
-                worker.subscription = await self._subscribe(
-                    rpc, self.tracker.outstanding_of(worker))
+                await self._resubscribe(rpc, worker)
             measured, controller, elapsed, submitted = phase
             count = min(controller.allowance(elapsed, submitted, worker.in_flight),
                         self.plan.batch_txs_max, len(worker.pool) - worker.cursor)
@@ -343,6 +362,29 @@ class Round:
                 await self._wait(worker, self.plan.batch_interval_seconds)
                 continue
             await self._submit(rpc, worker, count, measured)
+
+    async def _resubscribe(self, rpc: WebSocketRpc, worker: WorkerState) -> None:
+        """The node closed our subscription (its buffer for us overflowed): subscribe
+        again, watching our outstanding txs, then ask which of them committed meanwhile
+        (counted committed; their latency is unknown, so they are not in the
+        percentiles)."""
+        worker.subscription_lost = False
+        outstanding = self.tracker.outstanding_of(worker)
+        worker.subscription = await self._subscribe(rpc, outstanding)
+        for start in range(0, len(outstanding), STATUS_CALLS_PER_MESSAGE):
+            chunk = outstanding[start:start + STATUS_CALLS_PER_MESSAGE]
+            ids = [rpc.new_id() for _ in chunk]
+            text = json.dumps([
+                {"jsonrpc": "2.0", "id": request_id, "method": "tx_status",
+                 "params": {"tx_id": tx_id}} for request_id, tx_id in zip(ids, chunk,
+                                                                            strict=True)
+            ])
+            responses = await rpc.send(ids, text,
+                                       timeout_seconds=self.plan.call_timeout_seconds)
+            for tx_id, response in zip(chunk, responses, strict=True):
+                status = result_of("tx_status", response)
+                if status.get("state") == "committed":
+                    self.tracker.recovered(tx_id, status)
 
     async def _wait(self, worker: WorkerState, seconds: float) -> None:
         with trio.move_on_after(seconds):
@@ -402,6 +444,9 @@ class Round:
             if rpc.closed is not None:
                 self._worker_lost(worker, RpcConnectionError(rpc.closed))
                 return
+            if worker.subscription_lost:
+                await self._resubscribe(rpc, worker)
+                continue
             remaining = self.drain_deadline - self.clock()
             if remaining <= 0:
                 break

@@ -27,6 +27,9 @@ class FakeNode:
     invalid: set[str] = field(default_factory=set)  # tx ids committed as NONCE_STALE
     drop_after_batches: int | None = None
     hold_commits: bool = False  # never commit (a stalled node)
+    overflow_after_batches: int | None = None  # then close the subscription (-32005)
+    subscribed: bool = False
+    committed: dict[str, int] = field(default_factory=dict)
     close_after_seconds: float | None = None  # then hang up, whatever is going on
     batches: int = 0
     outstanding: int = 0
@@ -56,7 +59,14 @@ class FakeNode:
     def answer(self, call: dict[str, Any], connection: Any, nursery: trio.Nursery) -> Any:
         method, params = call["method"], call.get("params", {})
         if method == "chain_subscribe":
+            self.subscribed = True
             return {"jsonrpc": "2.0", "id": call["id"], "result": "0x00000000000000aa"}
+        if method == "tx_status":
+            code = self.committed.get(params["tx_id"])
+            state = "pending" if code is None else "committed"
+            return {"jsonrpc": "2.0", "id": call["id"],
+                    "result": {"tx_id": params["tx_id"], "state": state, "code": code,
+                               "code_name": None if code is None else "OK"}}
         if method == "chain_addTxFilter":
             return {"jsonrpc": "2.0", "id": call["id"], "result": {"outstanding": 0}}
         assert method == "tx_submitBatch", method
@@ -72,7 +82,19 @@ class FakeNode:
         self.outstanding += len(committed)
         self.outstanding_max = max(self.outstanding_max, self.outstanding)
         nursery.start_soon(self.commit_later, connection, committed)
+        if self.batches == self.overflow_after_batches:
+            nursery.start_soon(self.overflow, connection)
         return {"jsonrpc": "2.0", "id": call["id"], "result": results}
+
+    async def overflow(self, connection: Any) -> None:
+        """Like the node when its buffer for us fills: an error, no more notifications
+        until we subscribe again; meanwhile txs commit unannounced."""
+        self.subscribed = False
+        error = {"jsonrpc": "2.0", "method": "chain_subscription", "params": {
+            "subscription": "0x00000000000000aa",
+            "error": {"code": -32005, "message": "Subscriber too slow"}}}
+        await trio.sleep(COMMIT_DELAY_SECONDS / 2)
+        await connection.send_message(json.dumps(error))
 
     async def close_later(self, connection: Any) -> None:
         assert self.close_after_seconds is not None
@@ -84,6 +106,10 @@ class FakeNode:
             return
         await trio.sleep(COMMIT_DELAY_SECONDS)
         self.outstanding -= len(tx_ids)
+        for tx_id in tx_ids:
+            self.committed[tx_id] = 5 if tx_id in self.invalid else 0
+        if not self.subscribed:
+            return
         result = [{"tx_id": tx_id, "height": 7, "position": index,
                    "code": 5 if tx_id in self.invalid else 0,
                    "code_name": "NONCE_STALE" if tx_id in self.invalid else "OK"}
@@ -170,3 +196,15 @@ async def test_a_node_lost_while_draining_fails_its_txs_at_once() -> None:
     assert trio.current_time() - started < 5.0  # not the 10 s drain timeout
     assert outcome.measured.timed_out == 0
     assert outcome.measured.failed == outcome.measured.submitted > 0
+
+
+async def test_a_closed_subscription_is_renewed_and_the_gap_recovered() -> None:
+    node = FakeNode(overflow_after_batches=40)
+    outcome = await run_round(node, pools(1, 2000), FixedRate(200.0, 1000))
+    counts = outcome.measured
+    assert outcome.subscription_overflows == 1
+    assert counts.timed_out == counts.failed == 0
+    assert counts.committed == counts.submitted
+    assert counts.committed_without_latency > 0
+    assert len(outcome.measured_commits) == counts.submitted - counts.committed_without_latency
+    assert outcome.committed_ids == outcome.submitted_ids
