@@ -230,6 +230,7 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("Latency max", _milliseconds(latency["max"])),
         ("Submitted", str(summary["submitted"])),
         ("Committed (valid)", str(summary["committed"])),
+        ("Committed, latency unknown", str(summary.get("committed_without_latency", 0))),
         ("Committed invalid", f"{summary['committed_invalid']} "
                               f"{json.dumps(summary['invalid_by_reason'])}"),
         ("Rejected at submit", f"{summary['rejected']} "
@@ -237,7 +238,16 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("Failed", str(summary["failed"])),
         ("Timed out", str(summary["timed_out"])),
         ("Chain check", str(check.get("status", "not run"))),
+        ("Host", _host(report.get("resources", {}))),
     ]
+
+
+def _host(resources: dict[str, Any]) -> str:
+    """How busy the machine was: a shared host starves the nodes."""
+    busy = resources.get("host_busy_cores")
+    load = resources.get("load_average_before") or [None]
+    return (f"{resources.get('cpus', '?')} cores, {_format(busy, 2)} busy (all processes), "
+            f"load average {_format(load[0], 2)}")
 
 
 def _resource_rows(report: dict[str, Any]) -> list[list[str]]:
