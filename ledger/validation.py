@@ -42,6 +42,14 @@ class CheckResult(NamedTuple):
 
 
 def check_transaction(raw: bytes, chain_id: str) -> CheckResult:
+    checked = _check_envelope(raw, chain_id)
+    if isinstance(checked, CheckResult):
+        return checked
+    return _verify(raw, checked)
+
+
+def _check_envelope(raw: bytes, chain_id: str) -> CheckResult | Transaction:
+    """Everything but the signature: the decoded tx, or the refusal."""
     if len(raw) > _TX_SIZE_BYTES_MAX:
         return CheckResult(
             ResultCode.OVERSIZE,
@@ -58,6 +66,10 @@ def check_transaction(raw: bytes, chain_id: str) -> CheckResult:
         return CheckResult(
             ResultCode.WRONG_CHAIN, f"signed for chain {tx.chain_id!r}, not {chain_id!r}", None
         )
+    return tx
+
+
+def _verify(raw: bytes, tx: Transaction) -> CheckResult:
     # Inline of Transaction.signature_valid(): this is the hot path.
     try:
         _sign_open(tx.signature + _SIGNED_PREFIX + raw[1:-66], tx.signer)
@@ -67,18 +79,21 @@ def check_transaction(raw: bytes, chain_id: str) -> CheckResult:
 
 
 def _check_chunk(raws: Sequence[bytes], chain_id: str) -> list[CheckResult]:
-    return [check_transaction(raw, chain_id) for raw in raws]
+    """Two passes: decode every tx, then verify every signature. Interleaving the two
+    evicts libsodium's tables and code from the caches between verifies; in passes the
+    batch checks ~10% faster (scripts/bench-core: single_over_raw 0.81 -> 0.89)."""
+    checked = [_check_envelope(raw, chain_id) for raw in raws]
+    return [
+        item if isinstance(item, CheckResult) else _verify(raw, item)
+        for raw, item in zip(raws, checked, strict=True)
+    ]
 
 
 def check_chunk_codes(raws: Sequence[bytes], chain_id: str) -> list[tuple[int, str]]:
     """The worker side of the parallel path: only (code, message) pairs travel back, which
     pickle in a fraction of a microsecond, where a decoded Transaction would cost more to
     ship than to decode again."""
-    results = []
-    for raw in raws:
-        result = check_transaction(raw, chain_id)
-        results.append((int(result.code), result.message))
-    return results
+    return [(int(result.code), result.message) for result in _check_chunk(raws, chain_id)]
 
 
 def check_batch(

@@ -122,6 +122,53 @@ class StoreStateReader:
             start = page.next_key
 
 
+# State values the apply path keeps in memory (the hot set of a consortium's state: keys,
+# nonces, parties, consents in use); about 100 MB at the largest typical value sizes.
+STATE_CACHE_ENTRIES_MAX = 262_144
+
+
+class CachedStateReader:
+    """The apply path's view of the state: LevelDB behind a bounded write-through cache.
+
+    Applying a block reads every tx's signer key and nonce, party, consent and record
+    entries, and most reads are of keys the previous blocks wrote (or of keys that do not
+    exist yet: misses are cached too). Only :class:`Chain` writes state, always through
+    :meth:`Chain._apply_block`, which hands this cache the block's writes once LevelDB has
+    taken them. The apply thread is its only user: RPC queries read LevelDB directly, so
+    they never see a block half way into the cache.
+    """
+
+    def __init__(self, reader: StoreStateReader, *, entries_max: int = STATE_CACHE_ENTRIES_MAX):
+        self._reader = reader
+        self._values: dict[bytes, bytes | None] = {}
+        self._entries_max = entries_max
+
+    def get(self, key: bytes) -> bytes | None:
+        values = self._values
+        try:
+            return values[key]
+        except KeyError:
+            pass
+        value = self._reader.get(key)
+        if len(values) >= self._entries_max:
+            del values[next(iter(values))]  # the oldest entry
+        values[key] = value
+        return value
+
+    def iterate(self, prefix: bytes, *, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        return self._reader.iterate(prefix, limit=limit)
+
+    def written(self, writes: dict[bytes, bytes | None]) -> None:
+        """LevelDB now holds ``writes``: keep the cached keys among them current."""
+        values = self._values
+        for key, value in writes.items():
+            if key in values:
+                values[key] = value
+
+    def clear(self) -> None:
+        self._values.clear()
+
+
 class Chain:
     def __init__(
         self,
@@ -144,6 +191,7 @@ class Chain:
         self.store = store
         self.blocks = store.blocks
         self.state = StoreStateReader(store.blocks)
+        self._apply_state = CachedStateReader(self.state)
         self._executor = executor
         self._workers = workers
         # tx id -> an already checked Transaction (this node's mempool): saves verifying
@@ -272,7 +320,7 @@ class Chain:
         context = application.BlockContext(
             height=header.height, timestamp_ms=header.timestamp_ms, proposer=header.proposer
         )
-        outcome = application.apply_block(self.state, context, txs, codes)
+        outcome = application.apply_block(self._apply_state, context, txs, codes)
         final_codes = [int(code) for code in outcome.codes]
         writes = dict(outcome.writes)
         previous = self.roots(self.height)
@@ -282,16 +330,21 @@ class Chain:
         )
         writes[roots_key(header.height)] = roots.encode()
         block_hash = header.hash
-        self.blocks.apply_block(
-            height=header.height,
-            block_hash=block_hash,
-            block_bytes=block.encode(),
-            tx_ids=tx_ids,
-            tx_results=final_codes,
-            state_writes=writes,
-            applied_index=applied_index,
-            sync=self.sync_applies,
-        )
+        try:
+            self.blocks.apply_block(
+                height=header.height,
+                block_hash=block_hash,
+                block_bytes=block.encode(),
+                tx_ids=tx_ids,
+                tx_results=final_codes,
+                state_writes=writes,
+                applied_index=applied_index,
+                sync=self.sync_applies,
+            )
+        except BaseException:
+            self._apply_state.clear()  # whether LevelDB took the batch is unknown
+            raise
+        self._apply_state.written(writes)
         self.height, self.head_hash = header.height, block_hash
         self.head_timestamp_ms = header.timestamp_ms
         return AppliedBlock(

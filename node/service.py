@@ -71,6 +71,8 @@ SUBSCRIBER_BUFFER_EVENTS = 10_000
 LEARNER_CATCH_UP_ENTRIES = 64
 # Followers re-forward txs still pending after this long (a forward may be lost).
 REFORWARD_AFTER_SECONDS = 3.0
+# Admitted batches waiting to be gossiped (each up to a tx_submitBatch's worth).
+GOSSIP_QUEUE_BATCHES_MAX = 256
 # How often observers and lagging nodes ask peers for their head.
 FOLLOW_INTERVAL_SECONDS = 1.0
 # The bootstrap snapshot every genesis validator starts from (see _make_driver).
@@ -131,6 +133,16 @@ class Node:
         self._proposals: dict[int, Proposal] = {}
         self._proposed_head: tuple[int, bytes, int] | None = None
         self._builder_wakeup = trio.Event()
+        # Txs enter the mempool in the order they reached this node, whichever batch is
+        # checked first: a client pipelining one signer's txs in several batches must
+        # not see a later nonce included first (nonces only increase: the earlier tx
+        # would then be NONCE_STALE). trio.Lock is FIFO.
+        self._admission = trio.Lock()
+        # Admitted txs on their way to gossip, in admission order, published by one task
+        # (so the order holds on the wire too, and no submit waits on gossip pacing).
+        self._gossip_send, self._gossip_receive = trio.open_memory_channel[list[bytes]](
+            GOSSIP_QUEUE_BATCHES_MAX
+        )
         self._forward_wakeup = trio.Event()
         self._follow_wakeup = trio.Event()
         self._subscribers = Subscribers()
@@ -230,6 +242,7 @@ class Node:
             await self._start_consensus()
         nursery.start_soon(self._apply_loop, receive_channel)
         nursery.start_soon(self._follow_loop)
+        nursery.start_soon(self._tx_gossip_loop)
         if self._rpc_enabled:
             from node.rpc.server import RpcServer
 
@@ -582,15 +595,24 @@ class Node:
         # The same bytes are the same tx: one already pending is not checked again (a tx
         # forwarded to the leader that gossip delivered first, a client's retry).
         tx_ids = [_tx_id(raw) for raw in raws]
-        fresh = [index for index, tx_id in enumerate(tx_ids) if tx_id not in self.mempool]
-        checked = await self._check([raws[index] for index in fresh])
-        if self.metrics is not None:
-            self.metrics.observe_stage("validation", time.perf_counter() - started)
-        results: list[Any] = [_PendingResult(self.mempool, tx_id) for tx_id in tx_ids]
-        for index, result in zip(fresh, checked, strict=True):
-            results[index] = result
-        admitted = time.perf_counter()
-        answers, accepted = self._admit(results)
+        async with self._admission:
+            fresh = [index for index, tx_id in enumerate(tx_ids) if tx_id not in self.mempool]
+            checked = await self._check([raws[index] for index in fresh])
+            if self.metrics is not None:
+                self.metrics.observe_stage("validation", time.perf_counter() - started)
+            results: list[Any] = [_PendingResult(self.mempool, tx_id) for tx_id in tx_ids]
+            for index, result in zip(fresh, checked, strict=True):
+                results[index] = result
+            admitted = time.perf_counter()
+            answers, accepted = self._admit(results)
+            if accepted and self.config.p2p.gossip_txs:
+                try:
+                    self._gossip_send.send_nowait([tx.raw for tx in accepted])
+                except trio.WouldBlock:
+                    # Gossip lags far behind: these txs still reach the leader by
+                    # forwarding; only other followers' mempools miss them.
+                    self.log.info("tx gossip queue full; batch not gossiped",
+                                  txs=len(accepted))
         if self.metrics is not None:
             self.metrics.observe_stage("mempool", time.perf_counter() - admitted)
         if accepted:
@@ -599,8 +621,6 @@ class Node:
                 self._submitted_at[tx.tx_id] = now
             self._builder_wakeup.set()
             self._forward_wakeup.set()
-            if self.config.p2p.gossip_txs:
-                await self._gossip_txs([tx.raw for tx in accepted])
         return answers
 
     async def _check(self, raws: Sequence[bytes]) -> list[Any]:
@@ -674,6 +694,10 @@ class Node:
 
     # ================================================================== gossip and sync
 
+    async def _tx_gossip_loop(self) -> None:
+        async for raws in self._gossip_receive:
+            await self._gossip_txs(raws)
+
     async def _gossip_txs(self, raws: list[bytes]) -> None:
         batch: list[bytes] = []
         size = 0
@@ -705,11 +729,11 @@ class Node:
             batch = decode(wire.TxBatch, data, size_bytes_max=wire.MESSAGE_BYTES_MAX)
         except DecodeError:
             return False
-        fresh = [raw for raw in batch.txs if _tx_id(raw) not in self.mempool]
-        if fresh:
-            results = await self._check(fresh)
-            self._admit(results)
-            self._builder_wakeup.set()
+        async with self._admission:
+            fresh = [raw for raw in batch.txs if _tx_id(raw) not in self.mempool]
+            if fresh:
+                self._admit(await self._check(fresh))
+                self._builder_wakeup.set()
         return True
 
     async def _on_block_gossip(self, peer_id: str, data: bytes) -> bool:
