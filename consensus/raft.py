@@ -227,6 +227,10 @@ class Raft:
             # A transfer that did not finish within an election timeout is abandoned.
             if self.role == Role.LEADER and self.lead_transferee != NO_NODE:
                 self._abort_leader_transfer()
+                if self._removed_while_leading():
+                    self.logger.info("stepped down: removed from the configuration; the "
+                                     "hand-over did not finish", node=self.id)
+                    self.become_follower(self.term, NO_NODE)
         if self.role != Role.LEADER:
             return
         if self.heartbeat_elapsed >= self.config.heartbeat_interval_ticks:
@@ -758,6 +762,9 @@ class Raft:
             pass
         if message.from_ == self.lead_transferee and peer.match == self.log.last_index():
             self._send_timeout_now(message.from_)
+            if self._removed_while_leading():
+                self.logger.info("stepped down: removed from the configuration", node=self.id)
+                self.become_follower(self.term, NO_NODE)
 
     def _handle_heartbeat_response(self, message: Message, peer: Progress) -> None:
         peer.recent_active = True
@@ -918,10 +925,7 @@ class Raft:
         own = progress.get(self.id)
         self.is_learner = own is not None and own.is_learner
         if (own is None or self.is_learner) and self.role == Role.LEADER:
-            # We were removed (or demoted) and the change is committed: step down, so the
-            # remaining voters elect a leader among themselves.
-            self.logger.info("stepped down: removed from the configuration", node=self.id)
-            self.become_follower(self.term, NO_NODE)
+            self._hand_over_after_removal(config, progress)
             return conf_state
         if self.role != Role.LEADER or not conf_state.voters:
             return conf_state
@@ -935,6 +939,36 @@ class Raft:
         if self.lead_transferee != NO_NODE and self.lead_transferee not in config.voters():
             self._abort_leader_transfer()
         return conf_state
+
+    def _removed_while_leading(self) -> bool:
+        own = self.tracker.progress.get(self.id)
+        return self.role == Role.LEADER and (own is None or own.is_learner)
+
+    def _hand_over_after_removal(self, config: TrackerConfig, progress: dict[int, Progress]) -> None:
+        """We lead and were removed (or demoted), and the change is committed.
+
+        Stepping down at once can wedge the cluster: the remaining voters may not know yet
+        that the change committed. Still in the joint configuration, they need our vote,
+        and we refuse it to any of them whose log is behind ours. So, as etcd suggests,
+        we keep leading (taking no proposals) until the most up-to-date remaining voter
+        holds our whole log, hand it leadership with TimeoutNow, and then step down. The
+        transfer is abandoned after an election timeout like any other; we step down then.
+        """
+        voters = sorted(config.voters())
+        if not voters:
+            self.become_follower(self.term, NO_NODE)
+            return
+        target = max(voters, key=lambda node_id: (progress[node_id].match, -node_id))
+        self.logger.info("removed from the configuration: handing leadership over",
+                         node=self.id, target=target)
+        self.election_elapsed = 0
+        self.lead_transferee = target
+        if progress[target].match == self.log.last_index():
+            self._send_timeout_now(target)
+            self.become_follower(self.term, NO_NODE)
+            return
+        # Appends carry the commit index that holds our removal.
+        self._broadcast_append()
 
     def maybe_auto_leave(self, old_applied: int, new_applied: int) -> None:
         """After applying up to ``new_applied``: if the joint configuration we entered is

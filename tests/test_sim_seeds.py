@@ -40,3 +40,15 @@ def test_simulator_seeds_find_no_violation() -> None:
     assert sum(result.membership_changes for result in results) > SEEDS // 2
     assert all(result.committed_entries > 20 for result in results)
     assert {result.node_count for result in results} == {3, 5, 7}
+
+
+def test_a_leader_removed_before_the_others_learn_the_commit_hands_over() -> None:
+    """Seed 615 of the long run (3 nodes): the leader applied its own removal and stepped
+    down while the two remaining voters, still in the joint configuration and behind its
+    log, needed its vote, which it refused. Nobody could be elected. A removed leader now
+    hands leadership to the most up-to-date remaining voter before stepping down."""
+    config = SimulationConfig(seed=615, node_count=3, faults=ALL_FAULTS, ticks=300,
+                              proposal_rate=0.5)
+    result = run_simulation(config)
+    assert result.ok, f"{result.violations} -- replay: {replay_command(config)}"
+    assert result.membership_changes >= 3
