@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,24 @@ DEFAULT_RPC = "http://127.0.0.1:8545/"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["loadtest"]:
+        # The load tester parses its own options (argparse's REMAINDER would refuse a
+        # first argument that looks like an option, such as -c or --help).
+        from node.loadtest import main as loadtest_main
+
+        return _guarded(lambda: int(loadtest_main(arguments[1:])))
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    return _guarded(lambda: int(args.handler(args) or 0))
+
+
+def _guarded(command: Callable[[], int]) -> int:
     try:
-        return int(args.handler(args) or 0)
+        return command()
     except MedledgerError as error:
         print(f"medledger: {error}", file=sys.stderr)
         return 1

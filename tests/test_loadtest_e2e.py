@@ -45,3 +45,17 @@ def test_fixed_rate_round_commits_everything_and_matches_the_chain(tmp_path: Pat
     assert check["measured_txs_on_chain"] == summary["submitted"]
     assert report["resources"]["measured_window"][0]["cores_used"] is not None  # found by port
     assert (reports / "e2e.html").read_text().count("<svg") >= 3
+
+
+def test_the_console_command_passes_its_options_to_the_load_tester(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from node.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["loadtest", "--help"])
+    assert exited.value.code == 0
+    assert "--controller" in capsys.readouterr().out
+    missing = tmp_path / "absent.toml"
+    assert cli_main(["loadtest", "-c", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
