@@ -1,19 +1,17 @@
 """Render a report page in headless Chromium and check the picture is not blank.
 
 :func:`screenshot` runs Debian's ``chromium`` (``apt-get install -y chromium``) with
-everything that would reach the network switched off; :func:`ink_fraction` decodes the
-PNG in pure Python (zlib and the five PNG row filters) and tells how much of it is not
-white. ``scripts/render-report REPORT.html [OUT.png]`` does both from the shell.
+everything that would reach the network switched off; :func:`ink_fraction` reads the
+PNG with Pillow and tells how much of it is not white.
+``scripts/render-report REPORT.html [OUT.png]`` does both from the shell.
 """
 
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,11 +20,8 @@ from ledger.errors import LocalError
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 WINDOW_SIZE = "1200,1600"
 RENDER_TIMEOUT_SECONDS = 90.0
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A pixel is ink when some channel is darker than this (anti-aliased edges included).
 WHITE_THRESHOLD = 245
-# 8-bit colour types we decode: greyscale, RGB, greyscale+alpha, RGBA (not palettes).
-CHANNELS_BY_COLOUR_TYPE = {0: 1, 2: 3, 4: 2, 6: 4}
 
 
 class RenderError(LocalError):
@@ -62,87 +57,25 @@ def screenshot(html_path: Path, png_path: Path, *, window_size: str = WINDOW_SIZ
     return png_path
 
 
-def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    if not data.startswith(PNG_SIGNATURE):
-        raise RenderError("not a PNG file")
-    chunks, offset = [], len(PNG_SIGNATURE)
-    while offset + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        chunks.append((kind, data[offset + 8:offset + 8 + length]))
-        offset += 12 + length
-        if kind == b"IEND":
-            break
-    return chunks
-
-
-def _unfilter(kind: int, line: bytearray, prior: bytes, step: int) -> None:
-    """Undo one row's PNG filter in place (RFC 2083 section 6)."""
-    width = len(line)
-    if kind == 1:
-        for index in range(step, width):
-            line[index] = (line[index] + line[index - step]) & 0xFF
-    elif kind == 2:
-        line[:] = bytes((value + above) & 0xFF for value, above in zip(line, prior,
-                                                                         strict=True))
-    elif kind == 3:
-        for index in range(width):
-            left = line[index - step] if index >= step else 0
-            line[index] = (line[index] + ((left + prior[index]) >> 1)) & 0xFF
-    elif kind == 4:
-        for index in range(width):
-            left = line[index - step] if index >= step else 0
-            above = prior[index]
-            upper_left = prior[index - step] if index >= step else 0
-            estimate = left + above - upper_left
-            distance_left = abs(estimate - left)
-            distance_above = abs(estimate - above)
-            distance_upper_left = abs(estimate - upper_left)
-            if distance_left <= distance_above and distance_left <= distance_upper_left:
-                predictor = left
-            elif distance_above <= distance_upper_left:
-                predictor = above
-            else:
-                predictor = upper_left
-            line[index] = (line[index] + predictor) & 0xFF
-    elif kind != 0:
-        raise RenderError(f"unknown PNG filter {kind}")
-
-
-def decode_rows(data: bytes, *, rows_max: int | None = None) -> tuple[int, int, list[bytes]]:
-    """(width, channels, rows) of an 8-bit non-interlaced PNG; the first ``rows_max`` rows
-    only when given (each row depends only on those above it)."""
-    chunks = _chunks(data)
-    header = next((body for kind, body in chunks if kind == b"IHDR"), None)
-    if header is None:
-        raise RenderError("PNG without IHDR")
-    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
-    channels = CHANNELS_BY_COLOUR_TYPE.get(colour)
-    if depth != 8 or channels is None or interlace:
-        raise RenderError(f"PNG of depth {depth}, colour type {colour}, interlace {interlace}")
-    pixels = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
-    stride = width * channels
-    rows: list[bytes] = []
-    prior = bytes(stride)
-    for row in range(height if rows_max is None else min(height, rows_max)):
-        start = row * (stride + 1)
-        line = bytearray(pixels[start + 1:start + 1 + stride])
-        _unfilter(pixels[start], line, prior, channels)
-        prior = bytes(line)
-        rows.append(prior)
-    return width, channels, rows
-
-
 def ink_fraction(png_path: Path, *, rows_max: int | None = None) -> float:
-    """The fraction of pixels (of the first ``rows_max`` rows) that are not white."""
-    _, channels, rows = decode_rows(png_path.read_bytes(), rows_max=rows_max)
-    colour_channels = 1 if channels <= 2 else 3
-    ink = total = 0
-    for row in rows:
-        for start in range(0, len(row), channels):
-            total += 1
-            if min(row[start:start + colour_channels]) < WHITE_THRESHOLD:
-                ink += 1
-    return ink / total if total else 0.0
+    """The fraction of pixels (of the first ``rows_max`` rows) that are not white: some
+    colour channel darker than WHITE_THRESHOLD."""
+    from PIL import Image, ImageChops, UnidentifiedImageError
+
+    try:
+        with Image.open(png_path) as opened:
+            image = opened.convert("RGB")
+    except (OSError, UnidentifiedImageError) as error:
+        raise RenderError(f"{png_path} is not a picture we can read: {error}") from None
+    if rows_max is not None:
+        image = image.crop((0, 0, image.width, min(image.height, rows_max)))
+    if image.width == 0 or image.height == 0:
+        return 0.0
+    # Per channel: 255 where darker than the threshold; a pixel is ink if any channel is.
+    masks = [band.point(lambda value: 255 if value < WHITE_THRESHOLD else 0)
+             for band in image.split()]
+    ink = ImageChops.lighter(ImageChops.lighter(masks[0], masks[1]), masks[2])
+    return ink.histogram()[255] / (image.width * image.height)
 
 
 def main(argv: Sequence[str]) -> int:
