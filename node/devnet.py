@@ -76,6 +76,7 @@ def create_devnet(directory: Path, *, validators: int, observers: int, rpc_port:
                 f"{directory} holds a devnet of {len(existing)} nodes with another shape; "
                 "use another --dir or remove it"
             )
+        _write_member_keys(directory)
         return existing
     if validators < 1:
         raise ConfigError("a devnet needs at least one validator")
@@ -97,6 +98,7 @@ def create_devnet(directory: Path, *, validators: int, observers: int, rpc_port:
         ))
     genesis = devnet_genesis(chain_id, [key.public_key for key in keys[:validators]])
     write_genesis(directory / "genesis.json", genesis)
+    _write_member_keys(directory)
     for node in nodes:
         config = NodeConfig(
             node=NodeSection(data_dir="data", key_file="node.key",
@@ -112,6 +114,22 @@ def create_devnet(directory: Path, *, validators: int, observers: int, rpc_port:
     manifest.write_text(json.dumps({"chain_id": chain_id,
                                     "nodes": [asdict(node) for node in nodes]}, indent=2))
     return nodes
+
+
+def _write_member_keys(directory: Path) -> None:
+    """members/<org>.admin.key: each devnet member's admin key, to sign with
+    (``medledger tx submit --key``). These keys derive from a public seed: a devnet's
+    members have no secrets (never use them for a real consortium)."""
+    from node.genesis import devnet_admin_key, load_genesis
+
+    genesis_file = directory / "genesis.json"
+    if not genesis_file.exists():
+        return
+    for member in load_genesis(genesis_file).members:
+        path = directory / "members" / f"{member.org_id}.admin.key"
+        key = devnet_admin_key(member.org_id)
+        if not path.exists() and key.public_key == member.admin_key:
+            write_key_file(path, key)
 
 
 def die_with_parent() -> None:
@@ -210,7 +228,7 @@ def run_devnet(directory: Path, *, validators: int, observers: int, rpc_port: in
         stop_processes(processes)
     codes = [process.returncode for process in processes]
     print(f"devnet stopped (exit codes {codes})")
-    return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1
+    return 0 if all(code == 0 for code in codes) else 1
 
 
 __all__ = ["DevnetNode", "create_devnet", "os", "run_devnet"]

@@ -35,6 +35,12 @@ async def _serve(config: NodeConfig) -> None:
 
     node = Node(config)
     log = get_logger()
+    # Once shutting down, a further SIGTERM/SIGINT (Ctrl-C reaches the whole process group,
+    # and a supervisor such as `medledger devnet` then sends SIGTERM too) must not kill
+    # the node half way through closing LevelDB. Trio hands signals still pending when
+    # the receiver closes to the handlers from before it: make those ignore them.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)

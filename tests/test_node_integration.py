@@ -278,8 +278,9 @@ def test_devnet_command_and_tx_submit(tmp_path: Path) -> None:
             if "devnet ready" in line or devnet.poll() is not None:
                 break
         assert any("devnet ready" in line for line in output), "".join(output)
-        key_file = tmp_path / "admin.key"
-        key_file.write_text(ADMIN.seed.hex())
+        # The devnet leaves its members' (public-seed) admin keys for signing with.
+        key_file = tmp_path / "devnet" / "members" / "hospital-a.admin.key"
+        assert key_file.read_text().strip() == ADMIN.seed.hex()
         body = json.dumps({"party_id": "pat-cli-1", "kind": "PATIENT",
                            "signing_key": "0x" + "11" * 32, "encryption_key": "0x" + "22" * 32,
                            "roles": [], "minor": False})
@@ -292,12 +293,16 @@ def test_devnet_command_and_tx_submit(tmp_path: Path) -> None:
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         assert json.loads(submitted.stdout)["committed"] is True
     finally:
-        devnet.send_signal(signal.SIGINT)
+        # What Ctrl-C does: SIGINT to the whole process group (devnet and its nodes);
+        # the devnet then sends its nodes SIGTERM as well. Every node must still exit 0.
+        os.killpg(devnet.pid, signal.SIGINT)
         try:
             devnet.wait(timeout=40)
         except subprocess.TimeoutExpired:
             os.killpg(devnet.pid, signal.SIGKILL)
             devnet.wait(timeout=10)
+    assert devnet.stdout is not None
+    output.append(devnet.stdout.read().decode())
     assert devnet.returncode == 0, "".join(output)
 
 
