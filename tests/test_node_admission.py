@@ -1,0 +1,72 @@
+"""A node admits txs in the order they reached it, whichever batch is checked first.
+
+One in-process validator (in-memory transport, real LevelDB). A client pipelines one
+signer's txs in two tx_submitBatch calls: the first, large, is checked in a worker thread;
+the second, small, would be checked inline and admitted first. Nonces only increase, so an
+earlier nonce included after a later one is NONCE_STALE: every tx must commit OK."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import trio
+
+from consensus.state import Role
+from ledger.bodies import PartyKind
+from ledger.results import ResultCode
+from ledger.sdk.builders import TransactionBuilder
+from node.config import load_config
+from node.devnet import create_devnet
+from node.genesis import devnet_admin_key
+from node.memory_transport import MemoryNetwork, MemoryTransport
+from node.service import Node
+
+CHAIN_ID = "medledger-admission"
+FIRST_BATCH_TXS = 1_000  # checked in a worker thread (>= 16 txs): takes tens of ms
+SECOND_BATCH_TXS = 8  # checked inline (< 16)
+TIMEOUT_SECONDS = 60
+
+
+async def test_pipelined_batches_of_one_signer_commit_in_nonce_order(tmp_path: Path) -> None:
+    nodes = create_devnet(tmp_path, validators=1, observers=0, rpc_port=0, chain_id=CHAIN_ID)
+    # Blocks cut every 2 ms: the second batch would be in a block before the first is
+    # checked (within one block the builder orders a signer's txs by nonce anyway).
+    config = load_config(tmp_path / nodes[0].name / "node.toml",
+                         environ={"MEDLEDGER_BLOCK_INTERVAL_MS": "2"})
+    network = MemoryNetwork()
+    node = Node(config, rpc_enabled=False,
+                transport_factory=lambda own: MemoryTransport(network, seed=own.key.seed))
+    builder = TransactionBuilder(CHAIN_ID, devnet_admin_key("hospital-a"))
+    txs = [
+        builder.register_party(
+            party_id=f"pat-adm-{index}", kind=PartyKind.PATIENT,
+            signing_key=hashlib.sha256(b"sign%d" % index).digest(),
+            encryption_key=hashlib.sha256(b"enc%d" % index).digest(),
+        )
+        for index in range(FIRST_BATCH_TXS + SECOND_BATCH_TXS)
+    ]
+    first = [tx.raw for tx in txs[:FIRST_BATCH_TXS]]
+    second = [tx.raw for tx in txs[FIRST_BATCH_TXS:]]
+    with trio.fail_after(TIMEOUT_SECONDS):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            while node.driver is None or node.driver.role is not Role.LEADER:
+                await trio.sleep(0.05)
+            answers: dict[str, list[ResultCode]] = {}
+
+            async def submit(name: str, raws: list[bytes]) -> None:
+                answers[name] = [answer.code for answer in await node.submit(raws)]
+
+            async with trio.open_nursery() as submitters:
+                submitters.start_soon(submit, "first", first)
+                # The first call is in (its check takes tens of ms) when the second arrives.
+                await trio.sleep(0.005)
+                submitters.start_soon(submit, "second", second)
+            assert answers == {"first": [ResultCode.OK] * FIRST_BATCH_TXS,
+                               "second": [ResultCode.OK] * SECOND_BATCH_TXS}
+            while any(node.tx_status(tx.tx_id).state != "committed" for tx in txs):
+                await trio.sleep(0.05)
+            codes = [ResultCode(node.tx_status(tx.tx_id).code) for tx in txs]
+            nursery.cancel_scope.cancel()
+    assert codes == [ResultCode.OK] * len(txs)
