@@ -944,7 +944,9 @@ class Raft:
         own = self.tracker.progress.get(self.id)
         return self.role == Role.LEADER and (own is None or own.is_learner)
 
-    def _hand_over_after_removal(self, config: TrackerConfig, progress: dict[int, Progress]) -> None:
+    def _hand_over_after_removal(
+        self, config: TrackerConfig, progress: dict[int, Progress]
+    ) -> None:
         """We lead and were removed (or demoted), and the change is committed.
 
         Stepping down at once can wedge the cluster: the remaining voters may not know yet
