@@ -199,11 +199,30 @@ class Chain:
         self._checked_lookup = checked_lookup or (lambda tx_id: None)
         head = store.blocks.head()
         assert head is not None, "open the chain after genesis is written"
-        self.height = head.height
-        self.head_hash = head.block_hash
-        self.head_timestamp_ms = self._timestamp_of(head.height)
+        # (height, hash, timestamp) of the last applied block, replaced as one tuple: the
+        # leader's builder and the RPC read it on the event loop while the apply thread
+        # moves it, and must never see a height with another block's hash or roots.
+        self._head: tuple[int, bytes, int] = (
+            head.height, head.block_hash, self._timestamp_of(head.height)
+        )
 
     # ------------------------------------------------------------------ reading
+
+    def head(self) -> tuple[int, bytes, int]:
+        """(height, hash, timestamp_ms) of the last applied block, read consistently."""
+        return self._head
+
+    @property
+    def height(self) -> int:
+        return self._head[0]
+
+    @property
+    def head_hash(self) -> bytes:
+        return self._head[1]
+
+    @property
+    def head_timestamp_ms(self) -> int:
+        return self._head[2]
 
     def _timestamp_of(self, height: int) -> int:
         if height == 0:
@@ -345,8 +364,7 @@ class Chain:
             self._apply_state.clear()  # whether LevelDB took the batch is unknown
             raise
         self._apply_state.written(writes)
-        self.height, self.head_hash = header.height, block_hash
-        self.head_timestamp_ms = header.timestamp_ms
+        self._head = (header.height, block_hash, header.timestamp_ms)
         return AppliedBlock(
             block, tx_ids, final_codes, tuple(outcome.events), tuple(outcome.validator_changes)
         )
@@ -366,7 +384,8 @@ class Chain:
         raft_index: int,
     ) -> Block:
         """The leader's proposal: committed to the newest roots this node has applied."""
-        roots = self.roots(self.height)
+        state_height = self.height  # once: the apply thread may move it meanwhile
+        roots = self.roots(state_height)
         return make_block(
             key,
             chain_id=self.chain_id,
@@ -374,7 +393,7 @@ class Chain:
             previous_hash=previous_hash,
             timestamp_ms=max(now_ms, previous_timestamp_ms + 1),
             txs=[tx.raw for tx in txs],
-            state_height=self.height,
+            state_height=state_height,
             results_root=roots.results_root,
             state_root=roots.state_root,
             raft_term=raft_term,

@@ -428,7 +428,7 @@ class Node:
             self.log.warning("committed entry skipped", index=result.index,
                              reason=result.skipped_reason)
         if self.driver is not None:
-            height, head_hash = chain.height, chain.head_hash
+            height, head_hash, _ = chain.head()
             self.driver.note_applied(
                 result.index, lambda: wire.Head(height, head_hash).encode()
             )
@@ -528,7 +528,7 @@ class Node:
         if not txs:
             return
         if self._proposed_head is None:
-            self._proposed_head = (chain.height, chain.head_hash, chain.head_timestamp_ms)
+            self._proposed_head = chain.head()
         height, previous_hash, previous_timestamp = self._proposed_head
         status = driver.raw_node.status()
         raft_index = status.last_index + 1
@@ -765,7 +765,8 @@ class Node:
             raise RemoteError(f"bad sync request: {error}") from None
         chain = self._chain()
         if request.kind is wire.RequestKind.GET_HEAD:
-            return wire.Head(chain.height, chain.head_hash).encode()
+            height, head_hash, _ = chain.head()
+            return wire.Head(height, head_hash).encode()
         if request.kind is wire.RequestKind.GET_BLOCKS:
             if request.from_height < 1 or request.to_height < request.from_height:
                 raise RemoteError("bad block range")
@@ -897,8 +898,8 @@ class Node:
         ]
 
     def head(self) -> tuple[int, bytes]:
-        chain = self._chain()
-        return chain.height, chain.head_hash
+        height, head_hash, _ = self._chain().head()
+        return height, head_hash
 
     def block_by_height(self, height: int) -> Block | None:
         return self._chain().block_by_height(height)
