@@ -124,6 +124,8 @@ def test_validator_voted_in_then_out_while_the_chain_commits(tmp_path: Path) -> 
             after = submit(newcomer, TxFactory(devnet_admin_key("hospital-a"), "after").next())
             for process in (node0, newcomer):
                 commit_ok(process, after)
+            # A few seconds of the stream after the changes, too.
+            wait_for(lambda: len(heights) > 20, timeout_s=30, what="20 stream samples")
         except BaseException:
             print(dump_logs(processes, lines=60))
             raise
