@@ -1,0 +1,64 @@
+"""node.chain.Chain on a real store: the leader's proposal commits to the roots of the
+height it names, even when the apply thread moves the head while the block is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from consensus.types import Entry, EntryType
+from ledger.app import genesis_writes
+from ledger.block import decode_block
+from ledger.crypto import SigningKey
+from node.chain import Chain, Roots
+from node.genesis import devnet_genesis, genesis_hash
+from storage.store import Store
+
+CHAIN_ID = "medledger-chain-unit"
+KEYS = [SigningKey(bytes([index + 1]) * 32) for index in range(3)]
+
+
+def _chain(tmp_path: Path) -> Chain:
+    genesis = devnet_genesis(CHAIN_ID, [key.public_key for key in KEYS])
+    store = Store.open(tmp_path / "data", chain_id=CHAIN_ID)
+    store.blocks.apply_block(
+        height=0, block_hash=genesis_hash(genesis), block_bytes=genesis.encode(), tx_ids=[],
+        tx_results=[], state_writes=genesis_writes(genesis), applied_index=0,
+    )
+    return Chain(chain_id=CHAIN_ID, store=store, genesis_time_ms=genesis.genesis_time_ms,
+                 sync_applies=False)
+
+
+def _build(chain: Chain, index: int) -> bytes:
+    height, head_hash, timestamp_ms = chain.head()
+    block = chain.build_block(KEYS[0], [], height=height + 1, previous_hash=head_hash,
+                              previous_timestamp_ms=timestamp_ms, now_ms=timestamp_ms + 1,
+                              raft_term=1, raft_index=index)
+    return block.encode()
+
+
+def test_a_head_that_moves_during_building_does_not_split_height_and_roots(
+    tmp_path: Path,
+) -> None:
+    chain = _chain(tmp_path)
+    for index in (1, 2):
+        result = chain.apply_entry(Entry(1, index, EntryType.NORMAL, _build(chain, index)))
+        assert result.applied is not None, result
+    assert chain.height == 2
+    roots_of_2 = chain.roots(2)
+    original_roots = chain.roots
+    moved: list[int] = []
+
+    def roots_then_the_apply_thread_moves_the_head(height: int) -> Roots:
+        answer = original_roots(height)
+        if not moved:  # as if block 3 were applied right after this read
+            moved.append(height)
+            _, head_hash, timestamp_ms = chain.head()
+            chain._head = (3, head_hash, timestamp_ms)
+        return answer
+
+    chain.roots = roots_then_the_apply_thread_moves_the_head  # type: ignore[method-assign]
+    block = decode_block(_build(chain, 3), chain_id=CHAIN_ID)
+    assert moved == [2]
+    assert block.header.state_height == 2
+    assert (block.header.results_root, block.header.state_root) == (
+        roots_of_2.results_root, roots_of_2.state_root)
