@@ -62,3 +62,39 @@ def test_a_head_that_moves_during_building_does_not_split_height_and_roots(
     assert block.header.state_height == 2
     assert (block.header.results_root, block.header.state_root) == (
         roots_of_2.results_root, roots_of_2.state_root)
+
+
+class _CountingReader:
+    def __init__(self, values: dict[bytes, bytes]) -> None:
+        self.values = values
+        self.reads: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        self.reads.append(key)
+        return self.values.get(key)
+
+    def iterate(self, prefix: bytes, *, limit: int) -> list[tuple[bytes, bytes]]:
+        return sorted(item for item in self.values.items() if item[0].startswith(prefix))[:limit]
+
+
+def test_the_apply_state_cache_serves_hits_and_misses_and_follows_writes() -> None:
+    from node.chain import CachedStateReader
+
+    reader = _CountingReader({b"a": b"1", b"b": b"2"})
+    cache = CachedStateReader(reader, entries_max=2)  # type: ignore[arg-type]
+    assert [cache.get(b"a"), cache.get(b"a"), cache.get(b"x"), cache.get(b"x")] == [
+        b"1", b"1", None, None]
+    assert reader.reads == [b"a", b"x"]  # a hit and a cached miss read nothing
+    # LevelDB took a block's writes: cached keys follow them (a miss becomes a value).
+    reader.values.update({b"a": b"9", b"x": b"7"})
+    del reader.values[b"b"]
+    cache.written({b"a": b"9", b"x": b"7", b"b": None})
+    assert [cache.get(b"a"), cache.get(b"x")] == [b"9", b"7"]
+    assert reader.reads == [b"a", b"x"]
+    # Bounded: a third key evicts the oldest entry, which is then read again.
+    assert cache.get(b"b") is None
+    assert cache.get(b"a") == b"9"
+    assert reader.reads == [b"a", b"x", b"b", b"a"]
+    cache.clear()
+    assert cache.get(b"x") == b"7"
+    assert reader.reads[-1] == b"x"
