@@ -6,31 +6,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import plyvel
 import pytest
 from node_harness import dump_logs, network
 from test_node_integration import wait_ready
 
 from ledger.sdk.demo import _DemoRun
 from node.demo import RpcLedgerClient, consortium_for
+from storage.raw import open_raw
 
 pytestmark = pytest.mark.slow
 
 
-def scan(database_dir: Path, needles: list[bytes]) -> tuple[int, dict[bytes, int]]:
+def scan(data_dir: Path, needles: list[bytes]) -> tuple[int, dict[bytes, int]]:
     """Every key and value of one LevelDB (values as LevelDB returns them: decompressed):
     the number of entries read and how often each needle occurs."""
     found = dict.fromkeys(needles, 0)
     entries = 0
-    database = plyvel.DB(str(database_dir), create_if_missing=False)
-    try:
-        for key, value in database.iterator():
+    with open_raw(data_dir) as database:
+        for key, value in database.items():
             entries += 1
             for needle in needles:
                 if needle in key or needle in value:
                     found[needle] += 1
-    finally:
-        database.close()
     return entries, found
 
 
@@ -65,8 +62,8 @@ def test_demo_on_a_devnet_leaves_no_plaintext_in_any_leveldb(tmp_path: Path) -> 
     assert len(secrets) >= 5, secrets
     controls = [b"hospital-a", b"insurer"]  # member ids: on the ledger by design
     for process in processes:
-        database_dir = process.directory / process.node.name / "data" / "ledger.db"
-        entries, found = scan(database_dir, secrets + controls)
+        data_dir = process.directory / process.node.name / "data"
+        entries, found = scan(data_dir, secrets + controls)
         assert entries > 100, (process.node.name, entries)
         assert all(found[control] > 0 for control in controls), (process.node.name, found)
         leaked = {secret: count for secret, count in found.items()

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import plyvel
 import pytest
 from storage_helpers import SMALL_OPTIONS, block_bytes, block_hash, open_store, tx_ids
 
@@ -14,6 +13,7 @@ from consensus.types import ConfState, Entry, EntryType, HardState
 from ledger.errors import CorruptionError
 from storage import Store, keys
 from storage.errors import ValueChecksumError
+from storage.raw import open_raw
 
 
 def populate(path: Path) -> None:
@@ -41,13 +41,12 @@ def populate(path: Path) -> None:
 def flip(path: Path, key: bytes, offset: int = -1) -> None:
     """Flip one bit of the stored value under ``key``, leaving LevelDB's own checksums
     intact (as a bad disk sector under a rewritten block, or a memory error, would)."""
-    db = plyvel.DB(str(path / "ledger.db"))
-    try:
-        value = bytearray(db.get(key))
+    with open_raw(path) as db:
+        stored = db.get(key)
+        assert stored is not None, key
+        value = bytearray(stored)
         value[offset] ^= 0x01
         db.put(key, bytes(value))
-    finally:
-        db.close()
 
 
 def raw_state_key(app_key: bytes) -> bytes:
@@ -108,9 +107,8 @@ def test_flipped_record_refuses_open(tmp_path: Path, key: bytes, named: str) -> 
 
 def test_truncated_value_is_corruption(tmp_path: Path) -> None:
     populate(tmp_path)
-    db = plyvel.DB(str(tmp_path / "ledger.db"))
-    db.put(keys.block_key(0), b"\x00\x01")
-    db.close()
+    with open_raw(tmp_path) as db:
+        db.put(keys.block_key(0), b"\x00\x01")
     with open_store(tmp_path) as store, pytest.raises(CorruptionError, match="block 0"):
         store.blocks.block(0)
 

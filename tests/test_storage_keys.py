@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import plyvel
 import pytest
 from storage_helpers import block_hash, open_store
 
 from consensus.types import Entry, EntryType
 from storage import keys
 from storage.errors import ValueChecksumError
+from storage.raw import open_raw
 
 
 def test_integer_keys_sort_numerically() -> None:
@@ -81,17 +81,12 @@ def test_interrupted_log_compaction_resumes_on_open(tmp_path: Path) -> None:
     with pytest.raises(Crash):
         store.raft.compact(90)  # the bounds are written, the deletes never happen
     store.close()
-    raw = plyvel.DB(str(tmp_path / "ledger.db"))
-    assert raw.get(keys.entry_key(1)) is not None
-    raw.close()
+    with open_raw(tmp_path) as raw:
+        assert raw.get(keys.entry_key(1)) is not None
     with open_store(tmp_path) as reopened:
         assert reopened.raft.first_index() == 91
-    raw = plyvel.DB(str(tmp_path / "ledger.db"))
-    try:
-        remaining = list(raw.iterator(prefix=keys.ENTRY_PREFIX, include_value=False))
-        assert remaining == [keys.entry_key(index) for index in range(91, 101)]
-    finally:
-        raw.close()
+    with open_raw(tmp_path) as raw:
+        assert raw.keys(keys.ENTRY_PREFIX) == [keys.entry_key(index) for index in range(91, 101)]
 
 
 def test_interrupted_old_generation_cleanup_resumes_on_open(tmp_path: Path) -> None:
@@ -123,15 +118,11 @@ def test_interrupted_old_generation_cleanup_resumes_on_open(tmp_path: Path) -> N
     with pytest.raises(Crash):
         importer.finish()  # switched, but the old generation is still on disk
     store.close()
-    raw = plyvel.DB(str(tmp_path / "target" / "ledger.db"))
-    assert raw.get(old_prefix + b"old/0") is not None
-    raw.close()
+    with open_raw(tmp_path / "target") as raw:
+        assert raw.get(old_prefix + b"old/0") is not None
     with open_store(tmp_path / "target") as reopened:
         assert reopened.blocks.state_get(b"new/3") == b"v"
         assert reopened.blocks.state_get(b"old/3") is None
         assert reopened.blocks.head().height == 1  # type: ignore[union-attr]
-    raw = plyvel.DB(str(tmp_path / "target" / "ledger.db"))
-    try:
-        assert list(raw.iterator(prefix=old_prefix, include_value=False)) == []
-    finally:
-        raw.close()
+    with open_raw(tmp_path / "target") as raw:
+        assert raw.keys(old_prefix) == []

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import plyvel
 import pytest
 from storage_helpers import CHAIN_ID, REPO_ROOT, open_store, subprocess_environment
 
@@ -17,6 +16,7 @@ from storage.errors import (
     DataDirectoryInUseError,
     SchemaMismatchError,
 )
+from storage.raw import open_raw
 
 
 def test_creates_directory_and_records_schema_and_chain(tmp_path: Path) -> None:
@@ -24,13 +24,10 @@ def test_creates_directory_and_records_schema_and_chain(tmp_path: Path) -> None:
     with open_store(path) as store:
         assert store.chain_id == CHAIN_ID
     assert (path / "ledger.db").is_dir()
-    db = plyvel.DB(str(path / "ledger.db"))
-    try:
+    with open_raw(path) as db:
         schema = keys.unseal(keys.META_SCHEMA_KEY, db.get(keys.META_SCHEMA_KEY))
         assert keys.U32.unpack(schema)[0] == SCHEMA_VERSION
         assert keys.unseal(keys.META_CHAIN_KEY, db.get(keys.META_CHAIN_KEY)) == CHAIN_ID.encode()
-    finally:
-        db.close()
 
 
 def test_other_chain_id_is_refused(tmp_path: Path) -> None:
@@ -42,17 +39,16 @@ def test_other_chain_id_is_refused(tmp_path: Path) -> None:
 
 def test_other_schema_version_is_refused(tmp_path: Path) -> None:
     open_store(tmp_path).close()
-    db = plyvel.DB(str(tmp_path / "ledger.db"))
-    db.put(keys.META_SCHEMA_KEY, keys.seal(keys.META_SCHEMA_KEY, keys.pack_u32(SCHEMA_VERSION + 1)))
-    db.close()
+    with open_raw(tmp_path) as db:
+        db.put(keys.META_SCHEMA_KEY,
+               keys.seal(keys.META_SCHEMA_KEY, keys.pack_u32(SCHEMA_VERSION + 1)))
     with pytest.raises(SchemaMismatchError, match=f"schema version {SCHEMA_VERSION + 1}"):
         open_store(tmp_path)
 
 
 def test_foreign_database_is_refused(tmp_path: Path) -> None:
-    db = plyvel.DB(str(tmp_path / "ledger.db"), create_if_missing=True)
-    db.put(b"someone", b"else's data")
-    db.close()
+    with open_raw(tmp_path, create=True) as db:
+        db.put(b"someone", b"else's data")
     with pytest.raises(SchemaMismatchError, match="not a medledger database"):
         open_store(tmp_path)
 

@@ -7,7 +7,6 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-import plyvel
 import pytest
 from storage_helpers import open_store
 
@@ -22,6 +21,7 @@ from consensus.types import (
     SnapshotMetadata,
 )
 from storage import Store, keys
+from storage.raw import open_raw
 
 
 def entry(index: int, term: int, data: bytes | None = None) -> Entry:
@@ -90,11 +90,8 @@ def test_conflicting_suffix_is_truncated_and_survives_reopen(store: Store, tmp_p
     assert raft.entries(1, 8, 1 << 20) == entries(1, 5, 1) + entries(6, 7, 3)
     store.close()
     # Nothing above the last index remains on disk.
-    db = plyvel.DB(str(tmp_path / "node" / "ledger.db"))
-    try:
+    with open_raw(tmp_path / "node") as db:
         assert db.get(keys.entry_key(8)) is None
-    finally:
-        db.close()
 
 
 def test_gap_is_a_programmer_error(store: Store) -> None:
@@ -130,12 +127,8 @@ def test_compact_deletes_entries_and_keeps_term(store: Store, tmp_path: Path) ->
     assert raft.snapshot().metadata == SnapshotMetadata(12, 2, ConfState(voters=(1, 2, 3)))
     assert raft.initial_state()[1] == ConfState(voters=(1, 2, 3))
     store.close()
-    db = plyvel.DB(str(tmp_path / "node" / "ledger.db"))
-    try:
-        remaining = [key for key in db.iterator(prefix=keys.ENTRY_PREFIX, include_value=False)]
-        assert remaining == [keys.entry_key(index) for index in range(13, 21)]
-    finally:
-        db.close()
+    with open_raw(tmp_path / "node") as db:
+        assert db.keys(keys.ENTRY_PREFIX) == [keys.entry_key(index) for index in range(13, 21)]
 
 
 def test_compact_everything(store: Store, tmp_path: Path) -> None:
@@ -184,12 +177,8 @@ def test_install_snapshot_replaces_log(store: Store, tmp_path: Path) -> None:
     assert raft.entries(21, 23, 1 << 20) == entries(21, 22, 5)
     assert raft.snapshot() == snapshot
     store.close()
-    db = plyvel.DB(str(tmp_path / "node" / "ledger.db"))
-    try:
-        remaining = [key for key in db.iterator(prefix=keys.ENTRY_PREFIX, include_value=False)]
-        assert remaining == [keys.entry_key(21), keys.entry_key(22)]
-    finally:
-        db.close()
+    with open_raw(tmp_path / "node") as db:
+        assert db.keys(keys.ENTRY_PREFIX) == [keys.entry_key(21), keys.entry_key(22)]
 
 
 def test_create_snapshot_rules(store: Store) -> None:
