@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import Any
 
 from consensus import confchange
 from consensus.config import Config, RaftBugs
@@ -203,6 +204,12 @@ class Raft:
         assert appended, "an empty entry is never refused"
         self.logger.info("became leader", node=self.id, term=self.term)
 
+    def _send(self, message_type: MessageType, to: int, **fields: Any) -> None:
+        """Queue a message from us, stamped with our current term."""
+        self.messages.append(
+            Message(type=message_type, to=to, from_=self.id, term=self.term, **fields)
+        )
+
     # ------------------------------------------------------------------ ticks
 
     def tick(self) -> None:
@@ -297,25 +304,10 @@ class Raft:
             # A leader of an older term: tell it our term so it steps down. Without this,
             # a node that advanced its term while partitioned could never rejoin, since
             # with CheckQuorum/PreVote nobody adopts its term from a vote request.
-            self.messages.append(
-                Message(
-                    type=MessageType.APPEND_RESPONSE,
-                    to=message.from_,
-                    from_=self.id,
-                    term=self.term,
-                )
-            )
+            self._send(MessageType.APPEND_RESPONSE, message.from_)
         elif kind == MessageType.PRE_VOTE:
             # Reject explicitly, so the pre-candidate learns our term.
-            self.messages.append(
-                Message(
-                    type=MessageType.PRE_VOTE_RESPONSE,
-                    to=message.from_,
-                    from_=self.id,
-                    term=self.term,
-                    reject=True,
-                )
-            )
+            self._send(MessageType.PRE_VOTE_RESPONSE, message.from_, reject=True)
         # Anything else from an older term is stale and ignored.
 
     def _handle_vote_request(self, message: Message) -> None:
@@ -340,15 +332,7 @@ class Raft:
                 self.election_elapsed = 0
                 self.vote = message.from_
         else:
-            self.messages.append(
-                Message(
-                    type=response_type,
-                    to=message.from_,
-                    from_=self.id,
-                    term=self.term,
-                    reject=True,
-                )
-            )
+            self._send(response_type, message.from_, reject=True)
 
     # ------------------------------------------------------------------ elections
 
@@ -472,29 +456,13 @@ class Raft:
     def _handle_append(self, message: Message) -> None:
         log = self.log
         if message.index < log.committed:
-            self.messages.append(
-                Message(
-                    type=MessageType.APPEND_RESPONSE,
-                    to=message.from_,
-                    from_=self.id,
-                    term=self.term,
-                    index=log.committed,
-                )
-            )
+            self._send(MessageType.APPEND_RESPONSE, message.from_, index=log.committed)
             return
         last_new = log.maybe_append(
             message.index, message.log_term, message.commit, message.entries
         )
         if last_new is not None:
-            self.messages.append(
-                Message(
-                    type=MessageType.APPEND_RESPONSE,
-                    to=message.from_,
-                    from_=self.id,
-                    term=self.term,
-                    index=last_new,
-                )
-            )
+            self._send(MessageType.APPEND_RESPONSE, message.from_, index=last_new)
             return
         # Our log does not match at message.index. Hint the leader where it may match: the
         # last index at or below it whose term is at most the leader's term there, so the
@@ -504,45 +472,25 @@ class Raft:
         )
         hint_term = log.term(hint_index)
         assert hint_term is not None, f"hint index {hint_index} has no term"
-        self.messages.append(
-            Message(
-                type=MessageType.APPEND_RESPONSE,
-                to=message.from_,
-                from_=self.id,
-                term=self.term,
-                index=message.index,
-                reject=True,
-                reject_hint=hint_index,
-                log_term=hint_term,
-            )
+        self._send(
+            MessageType.APPEND_RESPONSE,
+            message.from_,
+            index=message.index,
+            reject=True,
+            reject_hint=hint_index,
+            log_term=hint_term,
         )
 
     def _handle_heartbeat(self, message: Message) -> None:
         self.log.commit_to(message.commit)
-        self.messages.append(
-            Message(
-                type=MessageType.HEARTBEAT_RESPONSE,
-                to=message.from_,
-                from_=self.id,
-                term=self.term,
-                context=message.context,
-            )
-        )
+        self._send(MessageType.HEARTBEAT_RESPONSE, message.from_, context=message.context)
 
     def _handle_snapshot(self, message: Message) -> None:
         snapshot = message.snapshot
         if snapshot is None:
             return
         index = self.log.last_index() if self._restore(snapshot) else self.log.committed
-        self.messages.append(
-            Message(
-                type=MessageType.APPEND_RESPONSE,
-                to=message.from_,
-                from_=self.id,
-                term=self.term,
-                index=index,
-            )
-        )
+        self._send(MessageType.APPEND_RESPONSE, message.from_, index=index)
 
     def _restore(self, snapshot: Snapshot) -> bool:
         """Install ``snapshot`` unless we already have what it covers."""
@@ -805,9 +753,7 @@ class Raft:
             self._maybe_send_append(target)
 
     def _send_timeout_now(self, to: int) -> None:
-        self.messages.append(
-            Message(type=MessageType.TIMEOUT_NOW, to=to, from_=self.id, term=self.term)
-        )
+        self._send(MessageType.TIMEOUT_NOW, to)
 
     def _abort_leader_transfer(self) -> None:
         self.lead_transferee = NO_NODE
@@ -834,15 +780,7 @@ class Raft:
             if node_id == self.id:
                 continue
             # Never tell a follower to commit beyond what it is known to hold.
-            self.messages.append(
-                Message(
-                    type=MessageType.HEARTBEAT,
-                    to=node_id,
-                    from_=self.id,
-                    term=self.term,
-                    commit=min(peer.match, committed),
-                )
-            )
+            self._send(MessageType.HEARTBEAT, node_id, commit=min(peer.match, committed))
 
     def _maybe_send_append(self, to: int, send_if_empty: bool = True) -> bool:
         """Send ``to`` the entries it lacks (or a snapshot); return whether we sent."""
@@ -865,17 +803,13 @@ class Raft:
             return self._maybe_send_snapshot(to, peer)
         if not entries and not send_if_empty:
             return False
-        self.messages.append(
-            Message(
-                type=MessageType.APPEND,
-                to=to,
-                from_=self.id,
-                term=self.term,
-                log_term=previous_term,
-                index=previous_index,
-                entries=tuple(entries),
-                commit=log.committed,
-            )
+        self._send(
+            MessageType.APPEND,
+            to,
+            log_term=previous_term,
+            index=previous_index,
+            entries=tuple(entries),
+            commit=log.committed,
         )
         if entries:
             size_bytes = sum(len(entry.data) for entry in entries)
@@ -892,15 +826,7 @@ class Raft:
         self.logger.info(
             "sending snapshot", node=self.id, to=to, index=snapshot.metadata.index
         )
-        self.messages.append(
-            Message(
-                type=MessageType.SNAPSHOT,
-                to=to,
-                from_=self.id,
-                term=self.term,
-                snapshot=snapshot,
-            )
-        )
+        self._send(MessageType.SNAPSHOT, to, snapshot=snapshot)
         return True
 
     # ------------------------------------------------------------------ membership
