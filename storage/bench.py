@@ -58,16 +58,7 @@ BLOCKS = int(os.environ.get("BENCH_STORAGE_BLOCKS", "150"))
 
 
 def _open_raw(path: Path, options: DatabaseOptions) -> Any:
-    return plyvel.DB(
-        str(path),
-        create_if_missing=True,
-        write_buffer_size=options.write_buffer_bytes,
-        max_file_size=options.table_file_bytes_max,
-        lru_cache_size=options.read_cache_bytes,
-        bloom_filter_bits=options.bloom_filter_bits_per_key,
-        max_open_files=options.open_files_max,
-        compression=options.compression,
-    )
+    return plyvel.DB(str(path), create_if_missing=True, **options.plyvel_arguments())
 
 
 def _make_inputs() -> tuple[list[Any], list[Any]]:

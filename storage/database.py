@@ -79,6 +79,17 @@ class DatabaseOptions:
     # cheaply and shrinks state values; None turns it off.
     compression: str | None = "snappy"
 
+    def plyvel_arguments(self) -> dict[str, Any]:
+        """These options as plyvel.DB's keyword arguments."""
+        return {
+            "write_buffer_size": self.write_buffer_bytes,
+            "max_file_size": self.table_file_bytes_max,
+            "lru_cache_size": self.read_cache_bytes,
+            "bloom_filter_bits": self.bloom_filter_bits_per_key,
+            "max_open_files": self.open_files_max,
+            "compression": self.compression,
+        }
+
 
 T = TypeVar("T")
 
@@ -279,12 +290,7 @@ def _open_leveldb(path: Path, options: DatabaseOptions) -> Any:
             # write-ahead log) instead of silently dropping data: a ledger node must not
             # come up on a database it cannot trust.
             paranoid_checks=True,
-            write_buffer_size=options.write_buffer_bytes,
-            max_file_size=options.table_file_bytes_max,
-            lru_cache_size=options.read_cache_bytes,
-            bloom_filter_bits=options.bloom_filter_bits_per_key,
-            max_open_files=options.open_files_max,
-            compression=options.compression,
+            **options.plyvel_arguments(),
         )
     except plyvel.IOError as error:
         message = str(error)
