@@ -32,9 +32,7 @@ from ledger.errors import MedledgerError
 from node.logs import get_logger
 from node.p2p_identity import peer_id_from_seed
 from node.p2p_limits import (
-    GOSSIP_MESSAGE_BYTES_MAX,
     GOSSIP_RECENT_VALIDATIONS_MAX,
-    RAFT_FRAME_BYTES_MAX,
     RAFT_QUEUE_BYTES_MAX,
     RAFT_QUEUE_FRAMES_MAX,
     SYNC_REQUEST_BYTES_MAX,
@@ -52,6 +50,8 @@ from node.transport import (
     RequestRefusedError,
     RequestTimeoutError,
     TransportClosedError,
+    check_gossip_message,
+    check_raft_frame,
 )
 
 # Frames handed to a peer's reader and not yet given to its handler (the "socket buffer").
@@ -218,11 +218,7 @@ class MemoryTransport:
         self._network.changed()
 
     async def send_frame(self, peer_id: str, frame: bytes) -> bool:
-        if len(frame) > RAFT_FRAME_BYTES_MAX:
-            raise MessageTooLargeError(
-                f"raft frame of {len(frame)} bytes > {RAFT_FRAME_BYTES_MAX}: batch smaller"
-            )
-        assert frame, "raft frames are never empty"
+        check_raft_frame(frame)
         link = self._links.get(peer_id)
         if link is None or not self._raft_stream_up(peer_id):
             self.frames_refused += 1
@@ -238,10 +234,7 @@ class MemoryTransport:
     async def publish(self, topic: str, data: bytes) -> None:
         if self._nursery is None:
             raise TransportClosedError("the memory transport is not running")
-        if len(data) > GOSSIP_MESSAGE_BYTES_MAX:
-            raise MessageTooLargeError(
-                f"gossip message of {len(data)} bytes > {GOSSIP_MESSAGE_BYTES_MAX}: chunk it"
-            )
+        check_gossip_message(data)
         message = _Gossip((self._peer_id, next(self._sequence)), topic, self._peer_id, data,
                           self._peer_id)
         self._remember(message.message_id)

@@ -97,10 +97,10 @@ from node.p2p_sync import SyncClient, SyncServer
 from node.transport import (
     FrameHandler,
     GossipHandler,
-    MessageTooLargeError,
     PeerState,
     RequestHandler,
     TransportClosedError,
+    check_raft_frame,
 )
 
 __all__ = [
@@ -292,11 +292,7 @@ class Libp2pTransport:
         self._reconcile()
 
     async def send_frame(self, peer_id: str, frame: bytes) -> bool:
-        if len(frame) > RAFT_FRAME_BYTES_MAX:
-            raise MessageTooLargeError(
-                f"raft frame of {len(frame)} bytes > {RAFT_FRAME_BYTES_MAX}: batch smaller"
-            )
-        assert frame, "an empty frame is the keepalive: raft frames are never empty"
+        check_raft_frame(frame)
         link = self._links.get(peer_id)
         return link is not None and link.send_nowait(frame)
 

@@ -37,12 +37,11 @@ from libp2p.pubsub.pubsub import Pubsub
 from node.p2p_framing import reset_quietly
 from node.p2p_limits import (
     GOSSIP_EQUIVOCATION_ENTRIES_MAX,
-    GOSSIP_MESSAGE_BYTES_MAX,
     GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX,
     GOSSIP_RECENT_VALIDATIONS_MAX,
     Timings,
 )
-from node.transport import GossipBackpressureError, GossipHandler, MessageTooLargeError
+from node.transport import GossipBackpressureError, GossipHandler, check_gossip_message
 
 # meshsub 1.1 and 1.0. Not 1.2: its IDONTWANT makes py-libp2p send one control RPC per
 # received message to every mesh peer (go-libp2p only does so above 1 KiB), which roughly
@@ -173,10 +172,7 @@ class Gossip:
     # ------------------------------------------------------------------ publishing
 
     async def publish(self, topic: str, data: bytes) -> None:
-        if len(data) > GOSSIP_MESSAGE_BYTES_MAX:
-            raise MessageTooLargeError(
-                f"gossip message of {len(data)} bytes > {GOSSIP_MESSAGE_BYTES_MAX}: chunk it"
-            )
+        check_gossip_message(data)
         async with self._publish_lock:
             await self._wait_for_queue_room()
             self._bound_router_memory()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ledger.errors import LocalError, RemoteError
+from node.p2p_limits import GOSSIP_MESSAGE_BYTES_MAX, RAFT_FRAME_BYTES_MAX
 
 # A request handler for the request/response protocol: request bytes in, response out.
 RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
@@ -37,6 +38,23 @@ class TransportClosedError(LocalError):
 class MessageTooLargeError(LocalError):
     """A frame, gossip message or request is over the transport's named size limit: the
     caller must batch smaller or chunk."""
+
+
+def check_raft_frame(frame: bytes) -> None:
+    """What every transport refuses to send as a raft frame."""
+    if len(frame) > RAFT_FRAME_BYTES_MAX:
+        raise MessageTooLargeError(
+            f"raft frame of {len(frame)} bytes > {RAFT_FRAME_BYTES_MAX}: batch smaller"
+        )
+    assert frame, "an empty frame is the keepalive: raft frames are never empty"
+
+
+def check_gossip_message(data: bytes) -> None:
+    """What every transport refuses to publish."""
+    if len(data) > GOSSIP_MESSAGE_BYTES_MAX:
+        raise MessageTooLargeError(
+            f"gossip message of {len(data)} bytes > {GOSSIP_MESSAGE_BYTES_MAX}: chunk it"
+        )
 
 
 class GossipBackpressureError(LocalError):
