@@ -37,6 +37,13 @@ p2p_* modules, where the mend lives beside the code it concerns:
 10. ``PY_YAMUX_RELEASE_ON_READ=0`` is set in the environment below, before libp2p is
     imported, unless the operator set it (yamux reads it at call time).
 11. Message ids stay from+seqno, which is sound with StrictSign on (p2p_gossip).
+12. A connection whose close is cut short (a paused or vanished peer) stays in libp2p's
+    registry, closed: ``connect`` then returns at once without dialing and every inbound
+    connection from that peer is trimmed as a surplus, so the pair never reconnects.
+    Closed connections are forgotten on every disconnect and before every dial, and a
+    dropped connection leaves the registry even when its close times out
+    (``drop_connection``). Half-open connections (no FIN, no RST) are found by pinging
+    every kept peer (``_watch_connection``).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from libp2p import new_host
 from libp2p.abc import INotifee
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.host.ping import PingService
 from libp2p.identity_utils import create_identity_from_seed
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
@@ -120,6 +128,10 @@ __all__ = [
 STABLE_CONNECTION_S = 10.0
 # Dial backoff for peers we know no address of (they may still dial us).
 NO_ADDRESS_RETRY_S = 5.0
+# Closing a connection politely (yamux GoAway, Noise, TCP FIN) to a peer that stopped
+# reading can block for as long as the peer sleeps; past this the connection is dropped
+# from libp2p's registry unclosed and its socket goes with the garbage.
+CONNECTION_CLOSE_S_MAX = 1.0
 
 
 class _LibP2PLogBridge(logging.Handler):
@@ -200,7 +212,7 @@ class _ConnectivityNotifee(INotifee):
         self._transport.connectivity_changed()
 
     async def disconnected(self, network: Any, conn: Any) -> None:
-        self._transport.connectivity_changed()
+        self._transport.connection_closed(conn)
 
     async def opened_stream(self, network: Any, stream: Any) -> None:
         pass
@@ -252,6 +264,9 @@ class Libp2pTransport:
         self._admission = trio.Event()
         self._frames_without_handler = 0
         self._refusals_logged: dict[str, float] = {}
+        self._pinger: Any = None
+        self.connections_forgotten = 0
+        self.liveness_drops = 0
 
     # ================================================================ Transport
 
@@ -363,6 +378,7 @@ class Libp2pTransport:
         assert self._host is None, "a transport runs once"
         _LibP2PLogBridge.install()
         host = self._host = self._build_host()
+        self._pinger = PingService(host)
         gossip = self._gossip = Gossip(host, timings=self._timings, log=self.log,
                                        is_admitted=self.admitted)
         for topic, handler in self._gossip_handlers.items():
@@ -513,19 +529,51 @@ class Libp2pTransport:
 
     async def drop_connection(self, peer_id: str) -> None:
         """Disconnect and clear the failed-dial cache, so the keeper redials at once
-        (pitfalls 8 and 9)."""
+        (pitfalls 8 and 9). Closing a connection to a peer that stopped reading can outlast
+        any bound we give it; the connection leaves libp2p's registry either way, or it
+        would refuse every fresh connection to that peer (pitfall 12)."""
         peer = ID.from_base58(peer_id)
-        try:
-            await self._host.disconnect(peer)
-        except Exception as error:  # already disconnected or closing
-            self.log.debug("disconnect failed", peer=peer_id, error=repr(error))
-        self._host.get_network().unblock_peer(peer)
+        network = self._host.get_network()
+        # Only the connections there now: the peer may dial us afresh while these close,
+        # and that new connection must survive (libp2p's own disconnect forgets every
+        # connection of the peer once its closes return, the new one included).
+        doomed = list(network.get_connections(peer))
+        with cleanup_scope(CONNECTION_CLOSE_S_MAX):
+            for connection in doomed:
+                try:
+                    await connection.close()
+                except Exception as error:  # already closing
+                    self.log.debug("disconnect failed", peer=peer_id, error=repr(error))
+        self._forget(doomed)
+        network.unblock_peer(peer)
+        self.connectivity_changed()
+
+    def _forget(self, connections: Iterable[Any]) -> None:
+        """Remove connections from libp2p's registry (pitfall 12: a connection whose close
+        was cut short stays registered though closed; ``connect`` then returns at once
+        without dialing, and every inbound connection from the peer is trimmed as the
+        per-peer surplus)."""
+        network = self._host.get_network()
+        for connection in connections:
+            if connection in network.get_connections(connection.muxed_conn.peer_id):
+                network.remove_conn(connection)
+                self.connections_forgotten += 1
+
+    def _forget_closed(self, peer: Any) -> None:
+        network = self._host.get_network()
+        self._forget([connection for connection in network.get_connections(peer)
+                      if connection.is_closed])
 
     # ================================================================ connectivity
 
     def connectivity_changed(self) -> None:
         self._connectivity.set()
         self._connectivity = trio.Event()
+
+    def connection_closed(self, connection: Any) -> None:
+        with contextlib.suppress(Exception):  # a connection without a peer id yet
+            self._forget_closed(connection.muxed_conn.peer_id)
+        self.connectivity_changed()
 
     def is_connected(self, peer_id: str) -> bool:
         if self._host is None:
@@ -552,9 +600,8 @@ class Libp2pTransport:
                 await self._admission.wait()
             elif self.is_connected(peer_id):
                 connected_at = trio.current_time()
-                while self.is_connected(peer_id):
-                    await self._connectivity.wait()
-                log.info("peer disconnected")
+                reason = await self._watch_connection(peer_id)
+                log.info("peer disconnected", reason=reason)
                 if trio.current_time() - connected_at >= STABLE_CONNECTION_S:
                     backoff.reset()
                 await backoff.wait()
@@ -564,6 +611,39 @@ class Libp2pTransport:
                     await backoff.wait()
             elif not await self._dial(peer_id, log):
                 await backoff.wait()
+
+    async def _watch_connection(self, peer_id: str) -> str:
+        """Return once ``peer_id`` is no longer connected, with the reason. A connection
+        that answers no ping for ``liveness_failures_max`` probes in a row is half-open
+        (the peer's host vanished without a FIN or RST, or the peer is paused): it is
+        dropped, so the keeper dials afresh instead of trusting it forever."""
+        timings = self._timings
+        failures = 0
+        while self.is_connected(peer_id):
+            with trio.move_on_after(timings.liveness_interval_s):
+                while self.is_connected(peer_id):
+                    await self._connectivity.wait()
+                return "closed"
+            if await self._ping(peer_id):
+                failures = 0
+                continue
+            failures += 1
+            if failures >= timings.liveness_failures_max:
+                self.log.warning("peer answers no ping: dropping the connection",
+                                 peer=peer_id, failures=failures)
+                self.liveness_drops += 1
+                await self.drop_connection(peer_id)
+                return "no answer to ping"
+        return "closed"
+
+    async def _ping(self, peer_id: str) -> bool:
+        with trio.move_on_after(self._timings.liveness_timeout_s):
+            try:
+                await self._pinger.ping(ID.from_base58(peer_id), 1)
+            except Exception:  # refused, reset, closed: no answer
+                return False
+            return True
+        return False
 
     def _dials_second(self, peer_id: str) -> bool:
         """Of two validators, the one that accepts the raft stream dials after a delay."""
@@ -576,6 +656,7 @@ class Libp2pTransport:
             await trio.sleep(NO_ADDRESS_RETRY_S)
             return False
         peer = ID.from_base58(peer_id)
+        self._forget_closed(peer)  # pitfall 12
         self._host.get_network().unblock_peer(peer)  # pitfall 9
         try:
             with trio.fail_after(self._timings.dial_timeout_s):

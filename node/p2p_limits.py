@@ -85,6 +85,12 @@ class Timings:
     # means a wedged connection (pitfall 8).
     raft_write_timeout_s: float = 5.0
     raft_write_rate_bytes_per_s_min: float = 1_048_576.0
+    # Every kept connection is pinged after this long without a change; a peer that
+    # answers no ping within the timeout, this many times in a row, holds a half-open
+    # connection, which is dropped and redialed (raft links notice sooner: keepalives).
+    liveness_interval_s: float = 2.0
+    liveness_timeout_s: float = 3.0
+    liveness_failures_max: int = 2
     # publish waits at most this long for peers' outbound queues to drain.
     gossip_publish_wait_s_max: float = 5.0
     # A topic validator (our gossip handler) that takes longer rejects the message.

@@ -1,0 +1,118 @@
+"""Real node processes under faults a network sees every day: a validator paused (SIGSTOP)
+longer than the raft link's inactivity timeout, then resumed. On 127.0.0.1 with free
+ports; each test stops exactly the processes it started, by pid.
+
+What must hold: the paused node reconnects to every validator and catches up; the
+cluster keeps committing; a client that submits in nonce order to one node gets every tx
+committed in that order (no NONCE_STALE) across the leader changes the pauses cause."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from node_harness import NodeProcess, dump_logs, leader_of, network, wait_for
+from test_node_integration import ADMIN, TxFactory, wait_ready
+
+pytestmark = pytest.mark.slow
+
+# Longer than the raft link's read inactivity timeout (5 s): the links to the paused
+# node are declared wedged and dropped while it sleeps.
+PAUSE_S = 8.0
+PAUSES = 2
+RATE_TX_PER_S = 40.0
+
+
+def all_validators_connected(processes: list[NodeProcess]) -> bool:
+    for process in processes:
+        peers = process.try_call("node_peers")
+        if peers is None:
+            return False
+        validators = [peer for peer in peers if peer["validator"]]
+        if len(validators) != len(processes) - 1 or not all(p["connected"] for p in validators):
+            return False
+    return True
+
+
+class InOrderClient:
+    """One signer, increasing nonces, all to one node; records every accepted tx id."""
+
+    def __init__(self, target: NodeProcess) -> None:
+        self.target = target
+        self.factory = TxFactory(ADMIN, "fault")
+        self.accepted: list[str] = []
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        raw: bytes | None = None
+        while not self._stop.is_set():
+            raw = raw or self.factory.next()
+            try:
+                answer = self.target.call("tx_submit", {"raw": "0x" + raw.hex()})
+            except Exception:
+                answer = None
+            if answer and answer.get("accepted"):
+                self.accepted.append(str(answer["tx_id"]))
+                raw = None  # the next nonce only once this one is accepted
+            else:
+                self.refused += 1
+            time.sleep(1.0 / RATE_TX_PER_S)
+
+
+def test_paused_validators_reconnect_and_in_order_txs_commit_in_order(tmp_path: Path) -> None:
+    with network(tmp_path, validators=3, observers=0) as processes:
+        leader = wait_ready(processes)
+        wait_for(lambda: all_validators_connected(processes), timeout_s=30,
+                 what="a full mesh")
+        # The client talks to a node we never pause.
+        steady = next(p for p in processes if p is not leader)
+        client = InOrderClient(steady)
+        client.start()
+        try:
+            for _ in range(PAUSES):
+                paused = leader_of(processes) or leader
+                if paused is steady:
+                    paused = next(p for p in processes if p is not steady)
+                assert paused.process is not None
+                os.kill(paused.process.pid, signal.SIGSTOP)
+                time.sleep(PAUSE_S)
+                os.kill(paused.process.pid, signal.SIGCONT)
+                healed_at = time.monotonic()
+                try:
+                    wait_for(lambda: all_validators_connected(processes), timeout_s=30,
+                             interval_s=0.1, what="every validator connected after a pause")
+                except AssertionError:
+                    print(dump_logs(processes, lines=80))
+                    raise
+                print(f"RECONNECT: {time.monotonic() - healed_at:.2f} s after SIGCONT")
+                time.sleep(2.0)
+        finally:
+            client.stop()
+        assert len(client.accepted) > 100, client.accepted[:5]
+        last = client.accepted[-1]
+
+        def everywhere(tx_id: str) -> bool:
+            return all((p.try_call("tx_status", {"tx_id": tx_id}) or {}).get("state")
+                       == "committed" for p in processes)
+
+        wait_for(lambda: everywhere(last), timeout_s=30, what="the last tx everywhere")
+        codes: dict[str, int] = {}
+        for tx_id in client.accepted:
+            status: dict[str, Any] = steady.call("tx_status", {"tx_id": tx_id})
+            assert status["state"] == "committed", status
+            codes[status["code_name"]] = codes.get(status["code_name"], 0) + 1
+        assert set(codes) == {"OK"}, codes
