@@ -9,6 +9,7 @@
     medledger simulate ...                the deterministic cluster simulator
     medledger demo --rpc URL              the healthcare story against a running devnet
     medledger loadtest ...                the load generator (see `medledger loadtest -h`)
+    medledger testnet ...                 a chaos testnet in network namespaces (root)
 """
 
 from __future__ import annotations
@@ -112,6 +113,17 @@ def _parser() -> argparse.ArgumentParser:
                       help="the devnet directory (its consortium keys sign the story)")
     demo.set_defaults(handler=_demo)
 
+    testnet = commands.add_parser("testnet", help="chaos testnet in network namespaces (root)")
+    testnet.add_argument("--validators", type=int, default=3)
+    testnet.add_argument("--observers", type=int, default=1)
+    testnet.add_argument("--seconds", type=float, default=300.0)
+    testnet.add_argument("--seed", type=int, default=1)
+    testnet.add_argument("--rate", type=float, default=100.0, help="txs per second, all nodes")
+    testnet.add_argument("--dir", default="testnet-data", help="node directories and logs")
+    testnet.add_argument("--report-dir", default="reports", help="JSON and HTML reports")
+    testnet.add_argument("--keep", action="store_true", help="keep the run's directory on a pass")
+    testnet.set_defaults(handler=_testnet)
+
     # Listed for `medledger --help` only: main() hands `loadtest ...` to the load tester.
     commands.add_parser("loadtest", help="load generator", add_help=False)
     return parser
@@ -177,6 +189,12 @@ def _devnet(args: argparse.Namespace) -> int:
         Path(args.dir), validators=args.validators, observers=args.observers,
         rpc_port=args.rpc_port, chain_id=args.chain_id,
     )
+
+
+def _testnet(args: argparse.Namespace) -> int:
+    from node.testnet.run import main_from_args
+
+    return main_from_args(args)
 
 
 def _status(args: argparse.Namespace) -> int:
