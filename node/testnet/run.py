@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ledger.errors import MedledgerError
 from node.testnet import schedule as faults_
 from node.testnet.cluster import NodeProcesses, NodeSpec, create, governance_orgs, write_member_keys
 from node.testnet.history import Ack, Block, NodeChain, check_history
@@ -226,8 +227,15 @@ def run(options: Options) -> int:
     run_dir = options.directory.resolve() / run_name
     validators = [f"v{index}" for index in range(options.validators)]
     observers = [f"o{index}" for index in range(options.observers)]
-    with Network([*validators, *observers, CLIENT_HOST]) as network:
-        result = _run_in(network, options, run_dir, validators, observers)
+    try:
+        with Network([*validators, *observers, CLIENT_HOST]) as network:
+            result = _run_in(network, options, run_dir, validators, observers)
+    except (RuntimeError, MedledgerError, OSError, subprocess.SubprocessError) as error:
+        # The run itself broke (setup, the client): no verdict on the history, a failure.
+        print(json.dumps({"seed": options.seed, "pass": False, "error": str(error),
+                          "replay": options.replay(), "run_dir": str(run_dir)}), flush=True)
+        print(f"seed {options.seed} FAILED; replay: {options.replay()}", file=sys.stderr)
+        return 1
     name = f"testnet-{run_name}"
     html_path = write_report(options.report_directory, name, result["full"],
                              result["acks"], result["origin"])
