@@ -28,7 +28,8 @@ def test_identical_chains_with_every_ack_in_place_pass() -> None:
     chains = [_chain(name, BLOCKS) for name in ("v0", "v1", "v2")]
     report = check_history(chains, ACKS)
     assert report.ok, report
-    assert report.summary() == {"acknowledged": 4, "lost": 0, "divergent_heights": 0,
+    assert report.summary() == {"acknowledged": 4, "lost": 0, "lagging": 0,
+                                "divergent_heights": 0,
                                 "duplicates": 0, "gaps": 0, "unreadable_nodes": 0, "ok": True}
 
 
@@ -88,3 +89,11 @@ def test_unreadable_node_fails() -> None:
     report = check_history([NodeChain("v0", 0, {}, error="connection refused")], [])
     assert not report.ok
     assert report.unreadable[0].error == "connection refused"
+
+
+def test_a_node_behind_an_ack_is_lagging_not_lost() -> None:
+    chains = [_chain("v0", BLOCKS), _chain("v1", BLOCKS[:2])]
+    report = check_history(chains, ACKS)
+    assert not report.ok
+    assert (report.lost_txs, report.lagging_txs) == (0, 1)
+    assert report.lost[0].node == "v1" and report.lost[0].lagging

@@ -35,6 +35,7 @@ def test_short_testnet_run_meets_the_pass_criteria(tmp_path: Path) -> None:
     assert result["faults"] >= 3, result
     assert result["acknowledged"] > 0, result
     assert result["lost"] == 0, result
+    assert result["lagging"] == 0, result
     assert result["divergent_heights"] == 0, result
     assert result["duplicates"] == 0, result
     assert result["node_crashes"] == 0, result

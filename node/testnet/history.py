@@ -10,9 +10,10 @@ Input, read from every node after a run:
 Checks (each failure is one typed violation in the ``HistoryReport``):
 
 * ``LostAck``: an acknowledged tx is not on a node at the acknowledged height and position
-  (missing, or elsewhere), for every node whose head reached that height; a node whose
-  head is below the height misses it too, since after the quiet period every node must
-  hold what was acknowledged;
+  (missing, or elsewhere). ``lagging`` marks a node whose head is below that height: it
+  misses the tx because it did not catch up (a liveness failure), not because its chain
+  holds something else there (a safety failure). Both fail: after the quiet period every
+  node must hold what was acknowledged; the counts keep them apart;
 * ``Divergence``: two nodes hold different block hashes at one height;
 * ``Duplicate``: one tx id appears twice in a node's chain (a block applied twice, or a
   tx included twice);
@@ -59,6 +60,7 @@ class LostAck:
     node: str
     acknowledged: tuple[int, int]  # (height, position)
     found: tuple[int, int] | None  # where the node has it, None: nowhere
+    lagging: bool = False  # the node's head is below the acknowledged height
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,8 @@ class Unreadable:
 @dataclass(frozen=True, slots=True)
 class HistoryReport:
     acknowledged: int
-    lost_txs: int  # distinct acknowledged tx ids lost on at least one node
+    lost_txs: int  # distinct acknowledged tx ids absent or misplaced on a node that got there
+    lagging_txs: int  # distinct acknowledged tx ids beyond the head of at least one node
     divergent_heights: int
     duplicate_txs: int  # distinct (node, tx id) pairs seen more than once
     gaps: int
@@ -103,11 +106,12 @@ class HistoryReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost_txs or self.divergent_heights or self.duplicate_txs
-                    or self.gaps or self.unreadable_nodes)
+        return not (self.lost_txs or self.lagging_txs or self.divergent_heights
+                    or self.duplicate_txs or self.gaps or self.unreadable_nodes)
 
     def summary(self) -> dict[str, int | bool]:
         return {"acknowledged": self.acknowledged, "lost": self.lost_txs,
+                "lagging": self.lagging_txs,
                 "divergent_heights": self.divergent_heights, "duplicates": self.duplicate_txs,
                 "gaps": self.gaps, "unreadable_nodes": self.unreadable_nodes, "ok": self.ok}
 
@@ -124,7 +128,8 @@ def check_history(chains: Sequence[NodeChain], acks: Iterable[Ack]) -> HistoryRe
     unreadable = [Unreadable(chain.node, chain.error) for chain in chains if chain.error]
     return HistoryReport(
         acknowledged=len(acknowledged),
-        lost_txs=len({item.tx_id for item in lost}),
+        lost_txs=len({item.tx_id for item in lost if not item.lagging}),
+        lagging_txs=len({item.tx_id for item in lost if item.lagging}),
         divergent_heights=len(divergences),
         duplicate_txs=len(duplicates),
         gaps=len(gaps),
@@ -155,7 +160,9 @@ def _lost(chains: Sequence[NodeChain], locations: Mapping[str, Mapping[str, list
         for chain in chains:
             places = locations[chain.node].get(tx_id, [])
             if expected not in places:
-                lost.append(LostAck(tx_id, chain.node, expected, places[0] if places else None))
+                lost.append(LostAck(tx_id, chain.node, expected,
+                                    places[0] if places else None,
+                                    lagging=not places and chain.head < ack.height))
     return lost
 
 

@@ -441,6 +441,7 @@ def _analyse(testnet: Testnet, options: Options, origin: float, final_heal: floa
         codes[str(ack.get("code"))] = codes.get(str(ack.get("code")), 0) + 1
     criteria = {
         "no acknowledged tx lost": history.lost_txs == 0,
+        "every acknowledged tx on every node (none lagging)": history.lagging_txs == 0,
         "no divergent heights": history.divergent_heights == 0,
         "no duplicates": history.duplicate_txs == 0,
         "no gaps and every chain readable": history.gaps == 0 and history.unreadable_nodes == 0,
@@ -453,6 +454,7 @@ def _analyse(testnet: Testnet, options: Options, origin: float, final_heal: floa
     line = {
         "seed": options.seed, "pass": passed,
         "acknowledged": history.acknowledged, "lost": history.lost_txs,
+        "lagging": history.lagging_txs,
         "divergent_heights": history.divergent_heights, "duplicates": history.duplicate_txs,
         "gaps": history.gaps, "unreadable_nodes": history.unreadable_nodes,
         "node_crashes": len(crashes), "first_commit_after_final_heal_s": first_commit,
