@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,11 +120,16 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 
+# An integer given as text (an environment override): ASCII digits only, as TOML's, and
+# few enough for int() (which refuses over 4300 digits); every key fits in 20.
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
+
+
 def _coerce(section: str, key: str, value: Any, expected: Any) -> Any:
     where = f"[{section}] {key}"
     expected_name = str(expected)
     if expected_name in ("int", int):
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
             return int(value)
         if type(value) is not int:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -145,7 +151,9 @@ def _coerce(section: str, key: str, value: Any, expected: Any) -> Any:
     return value
 
 
-def _section(name: str, values: dict[str, Any], environ: dict[str, str]) -> Any:
+def _section(name: str, values: Any, environ: dict[str, str]) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{name}]: expected a table, got {values!r}")
     section_class = SECTIONS[name]
     known = {field_.name: field_.type for field_ in dataclasses.fields(section_class)}
     unknown = sorted(set(values) - set(known))
@@ -179,10 +187,12 @@ def config_from_dict(
 def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> NodeConfig:
     path = Path(path)
     try:
-        document = tomllib.loads(path.read_text())
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8: {error}") from None
+    except ValueError as error:  # TOMLDecodeError, or an integer of over 4300 digits
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
     return config_from_dict(document, base_dir=str(path.resolve().parent), environ=environ)
 
@@ -228,9 +238,22 @@ def render_config(config: NodeConfig) -> str:
             elif isinstance(value, int):
                 text = str(value)
             elif isinstance(value, tuple):
-                text = "[" + ", ".join(f'"{item}"' for item in value) + "]"
+                text = "[" + ", ".join(_toml_string(item) for item in value) + "]"
             else:
-                text = f'"{value}"'
+                text = _toml_string(value)
             lines.append(f"{field_.name} = {text}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    escaped = []
+    for character in value:
+        if character in ('"', "\\"):
+            escaped.append("\\" + character)
+        elif ord(character) < 0x20 or ord(character) == 0x7F:
+            escaped.append(f"\\u{ord(character):04x}")
+        else:
+            escaped.append(character)
+    return '"' + "".join(escaped) + '"'

@@ -27,10 +27,12 @@ def genesis_hash(genesis: Genesis) -> bytes:
 
 def load_genesis(path: Path) -> Genesis:
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"genesis file {path} does not exist") from None
-    except json.JSONDecodeError as error:
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"genesis file {path} is not UTF-8: {error}") from None
+    except ValueError as error:  # JSONDecodeError, or an integer of over 4300 digits
         raise ConfigError(f"genesis file {path} is not JSON: {error}") from None
     genesis = Genesis.from_json(document)
     check_genesis(genesis)
@@ -83,8 +85,8 @@ def genesis_from_members_file(path: Path) -> Genesis:
         validator = true
     """
     try:
-        document: dict[str, Any] = tomllib.loads(path.read_text())
-    except (FileNotFoundError, tomllib.TOMLDecodeError) as error:
+        document: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError) as error:  # not UTF-8, not TOML, a huge integer
         raise ConfigError(f"members file {path}: {error}") from None
     members = document.pop("member", None)
     if not isinstance(members, list) or not members:
