@@ -133,14 +133,6 @@ class RawNode:
         _check_shape(message)
         if kind in RESPONSE_MESSAGE_TYPES and message.from_ not in raft.tracker.progress:
             raise UnknownPeerError(f"{kind.name} from node {message.from_} outside the config")
-        if kind == MessageType.HEARTBEAT and message.commit > raft.log.last_index():
-            # A leader sends min(our match, its commit), and we ack only what is durable, so
-            # a correct peer never does this (etcd panics: "was the raft log lost?"). Refuse
-            # it rather than let one frame stop the node.
-            raise InvalidMessageError(
-                f"HEARTBEAT commits {message.commit}, beyond our last index "
-                f"{raft.log.last_index()}"
-            )
         raft.step(message)
 
     def propose(self, data: bytes) -> ProposalOutcome:
