@@ -72,6 +72,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.ping import PingService
 from libp2p.identity_utils import create_identity_from_seed
+from libp2p.io.exceptions import IOException
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
@@ -79,12 +80,14 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.exceptions import HandshakeFailure
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.exceptions import MuxedConnError, MuxedStreamError
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from ledger.errors import ConfigError
 from node.logs import get_logger
+from node.p2p_conduct import ConductStatistics, PeerConduct
 from node.p2p_framing import STREAM_CLEANUP_S_MAX, cleanup_scope, reset_quietly
 from node.p2p_gossip import Gossip, GossipStatistics
 from node.p2p_identity import peer_id_from_public_key, peer_id_from_seed
@@ -124,10 +127,18 @@ __all__ = [
     "peer_id_from_seed",
 ]
 
+# A libp2p warning repeated with the same template and first argument (the peer) is
+# logged at most once in this interval; the keys remembered are bounded.
+LIBP2P_LOG_REPEAT_S = 60.0
+LIBP2P_LOG_KEYS_MAX = 4096
 # A connection that lived this long was healthy: the keeper's backoff starts afresh.
 STABLE_CONNECTION_S = 10.0
 # Dial backoff for peers we know no address of (they may still dial us).
 NO_ADDRESS_RETRY_S = 5.0
+# Errors a stream handler may meet when the connection or stream goes away under it:
+# churn, not misbehaviour (anything else a handler raises on a peer's input is).
+CHURN_ERRORS = (IOException, MuxedConnError, MuxedStreamError, trio.ClosedResourceError,
+                trio.BrokenResourceError, EOFError, ConnectionError)
 # Closing a connection politely (yamux GoAway, Noise, TCP FIN) to a peer that stopped
 # reading can block for as long as the peer sleeps; past this the connection is dropped
 # from libp2p's registry unclosed and its socket goes with the garbage.
@@ -137,13 +148,19 @@ CONNECTION_CLOSE_S_MAX = 1.0
 class _LibP2PLogBridge(logging.Handler):
     """py-libp2p logs through stdlib logging with propagation off and no handler, so its
     warnings and errors would reach stderr as bare lines; this sends them to structlog.
-    Installed once per process, on the first transport's start."""
+    Installed once per process, on the first transport's start.
+
+    Repeats are rate-limited: one line per (logger, message template, first argument,
+    which is the peer in nearly all of libp2p's messages) per LIBP2P_LOG_REPEAT_S, with
+    the count suppressed since; a peer that provokes a warning per message cannot flood
+    the log."""
 
     installed = False
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self._log = get_logger(component="libp2p")
+        self._last: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     @classmethod
     def install(cls) -> None:
@@ -152,10 +169,21 @@ class _LibP2PLogBridge(logging.Handler):
             cls.installed = True
 
     def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        key = (record.name, str(record.msg)[:200], str(args[0])[:100] if args else "")
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < LIBP2P_LOG_REPEAT_S:
+            self._last[key] = (last[0], last[1] + 1)
+            return
+        if len(self._last) >= LIBP2P_LOG_KEYS_MAX:
+            self._last.clear()
+        self._last[key] = (now, 0)
         # Always a warning: libp2p logs ordinary churn (a stream that fails to open while
         # a duplicate connection is trimmed) at ERROR; its own level is kept as a field.
         self._log.warning(record.getMessage(), logger=record.name,
-                          libp2p_level=record.levelname, exc_info=record.exc_info)
+                          libp2p_level=record.levelname, exc_info=record.exc_info,
+                          suppressed_since_last=0 if last is None else last[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +193,9 @@ class TransportStatistics:
     sync_served: int
     sync_refused: int
     frames_without_handler: int
+    conduct: ConductStatistics
+    connections_forgotten: int
+    liveness_drops: int
 
 
 class _AdmittingNoise(NoiseTransport):
@@ -265,6 +296,7 @@ class Libp2pTransport:
         self._frames_without_handler = 0
         self._refusals_logged: dict[str, float] = {}
         self._pinger: Any = None
+        self._conduct = PeerConduct(log=self.log, is_validator=self._validators.__contains__)
         self.connections_forgotten = 0
         self.liveness_drops = 0
 
@@ -286,7 +318,9 @@ class Libp2pTransport:
 
     def admitted(self, peer_id: str) -> bool:
         """May ``peer_id`` connect, gossip and sync with us?"""
-        return self._open_for_observers or peer_id in self._validators
+        if peer_id in self._validators:
+            return True
+        return self._open_for_observers and not self._conduct.banned(peer_id)
 
     def log_refusal(self, peer_id: str, direction: str) -> None:
         """Log a refused connection, at most once per peer per REFUSAL_LOG_INTERVAL_S."""
@@ -301,7 +335,8 @@ class Libp2pTransport:
                          direction=direction)
 
     def set_validators(self, peer_ids: set[str]) -> None:
-        self._validators = set(peer_ids)
+        self._validators.clear()  # in place: the conduct record reads this set
+        self._validators.update(peer_ids)
         self._admission.set()
         self._admission = trio.Event()
         self._reconcile()
@@ -359,6 +394,9 @@ class Libp2pTransport:
             sync_served=self._sync_server.served if self._sync_server else 0,
             sync_refused=self._sync_server.refused if self._sync_server else 0,
             frames_without_handler=self._frames_without_handler,
+            conduct=self._conduct.statistics(),
+            connections_forgotten=self.connections_forgotten,
+            liveness_drops=self.liveness_drops,
         )
 
     def gossip_mesh_peers(self, topic: str) -> set[str]:
@@ -432,10 +470,45 @@ class Libp2pTransport:
             ),
         )
         network: Any = host.get_network()  # the Swarm, whose extras the interface lacks
+        # Every protocol handler, libp2p's own included, runs inside this containment.
+        network.set_stream_handler(self._contained(network.common_stream_handler))
         network.auto_connector = _NoAutoConnector(
             swarm=network, auto_connect_interval=network.connection_config.auto_connect_interval
         )
         return host
+
+    def _contained(self, inner: Any) -> Any:
+        """Wrap libp2p's stream dispatcher: an exception from any protocol handler would
+        otherwise leave libp2p's connection task and stop the node (a 16-byte frame of
+        0xff on /meshsub did: protobuf's DecodeError, which pubsub does not catch)."""
+
+        async def contained(stream: Any) -> None:
+            try:
+                await inner(stream)
+            except CHURN_ERRORS as error:
+                self.log.debug("stream handler: connection gone", error=repr(error))
+                await reset_quietly(stream)
+            except Exception as error:
+                await self._stream_offence(stream, error)
+
+        return contained
+
+    async def _stream_offence(self, stream: Any, error: Exception) -> None:
+        try:
+            peer_id = stream.muxed_conn.peer_id.to_base58()
+            protocol = str(stream.get_protocol())
+        except Exception:  # a stream torn down before it knew its peer
+            peer_id, protocol = "", "unknown"
+        await reset_quietly(stream)
+        if not peer_id:
+            return
+        self._conduct.offence(peer_id, protocol=protocol, error=error)
+        if self._nursery is not None:
+            self._start_task(self._drop_offender, peer_id)
+
+    async def _drop_offender(self, peer_id: str) -> None:
+        with trio.move_on_after(self._timings.shutdown_grace_s):
+            await self.drop_connection(peer_id)
 
     async def _disconnect_all(self) -> None:
         """Pitfall 7: with our tasks gone (no publishing, links closed), disconnect every

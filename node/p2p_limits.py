@@ -91,8 +91,9 @@ class Timings:
     liveness_interval_s: float = 2.0
     liveness_timeout_s: float = 3.0
     liveness_failures_max: int = 2
-    # publish waits at most this long for peers' outbound queues to drain.
-    gossip_publish_wait_s_max: float = 5.0
+    # publish waits at most this long for peers' outbound queues to drain; a peer whose
+    # queue is still full then is stuck and not waited for until it drains.
+    gossip_publish_wait_s_max: float = 1.0
     # A topic validator (our gossip handler) that takes longer rejects the message.
     gossip_validation_timeout_s: float = 10.0
     # GossipSub heartbeat (mesh maintenance, gossip emission); libp2p's default is 120 s.

@@ -15,6 +15,7 @@ import trio
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from p2p_helpers import (
+    FAST_TIMINGS,
     Harness,
     connected,
     gossip_recorder,
@@ -240,3 +241,148 @@ async def _traffic(node: Any, others: list[str]) -> None:
             await node.transport.publish(TOPIC, b"gossip %d" % sequence)
         except (TransportClosedError, GossipBackpressureError):
             await trio.sleep(0.01)
+
+
+# ------------------------------------------------------------------------------ hostile peers
+
+
+async def _open_raw(nursery: trio.Nursery, node: Any, raw_index: int,
+                    protocol: str) -> tuple[Any, Any]:
+    host = raw_host(raw_index)
+    await nursery.start(_run_raw_host, host)
+    await host.connect(peer_info(node.addresses[0]))
+    stream = await host.new_stream(ID.from_base58(node.peer_id), [TProtocol(protocol)])
+    return host, stream
+
+
+@pytest.mark.parametrize("protocol", GOSSIP_PROTOCOLS)
+async def test_a_malformed_frame_is_contained_and_its_sender_dropped(
+    nursery: trio.Nursery, protocol: str,
+) -> None:
+    """16 bytes of 0xff on /meshsub made the node exit (protobuf's DecodeError escaped
+    py-libp2p's pubsub handler); now the stream is reset, the sender dropped, the offence
+    counted and logged, and the node goes on serving its other peers."""
+    with trio.fail_after(TEST_TIMEOUT_S):
+        harness = Harness("libp2p", nursery)
+        node = await harness.start(0, validators={peer(0)}, open_for_observers=True)
+        friend_log: list[tuple[str, bytes]] = []
+        friend = await harness.start(1, validators={peer(0)}, bootstrap=list(node.addresses))
+        friend.transport.on_gossip(TOPIC, gossip_recorder(friend_log))
+        node.transport.on_gossip(TOPIC, gossip_recorder([]))
+        with structlog.testing.capture_logs() as logs:
+            _, stream = await _open_raw(nursery, node, 7, protocol)
+            await stream.write(b"\x10" + b"\xff" * 16)  # a varint length, then garbage
+            await wait_until(lambda: node.transport.statistics().conduct.offences >= 1,
+                             what="the offence counted")
+            await wait_until(lambda: not connected(node, peer(7)), what="the sender dropped")
+        assert not node.finished.is_set()
+        entry = next(e for e in logs if e["event"].startswith("peer misbehaved"))
+        assert entry["peer"] == peer(7) and entry["protocol"] == protocol
+        # Still serving: gossip from the node reaches its honest peer.
+        await wait_until(lambda: peer(0) in friend.transport.gossip_topic_peers(TOPIC)
+                         or connected(friend, peer(0)), what="the friend connected")
+        for attempt in range(100):
+            await node.transport.publish(TOPIC, b"still here %d" % attempt)
+            if friend_log:
+                break
+            await trio.sleep(0.1)
+        assert friend_log, "the node stopped gossiping after the malformed frame"
+
+
+async def test_a_repeat_offender_is_banned_but_a_validator_never(
+    nursery: trio.Nursery,
+) -> None:
+    from node.p2p_conduct import OFFENCES_BAN_MIN
+
+    with trio.fail_after(TEST_TIMEOUT_S):
+        node = await Harness("libp2p", nursery).start(0, validators={peer(0), peer(9)},
+                                                       open_for_observers=True)
+        for raw_index in (8, 9):  # 8: an observer, 9: a validator
+            for _ in range(OFFENCES_BAN_MIN):
+                host = raw_host(raw_index)
+                async with host.run([ANY_LISTEN]):
+                    with contextlib.suppress(Exception):  # refused once banned
+                        await host.connect(peer_info(node.addresses[0]))
+                        stream = await host.new_stream(ID.from_base58(node.peer_id),
+                                                       [TProtocol(GOSSIP_PROTOCOLS[0])])
+                        await stream.write(b"\x10" + b"\xff" * 16)
+                        await wait_until(lambda i=raw_index: not connected(node, peer(i)),
+                                         what="the sender dropped")
+        assert not node.transport.admitted(peer(8))
+        assert node.transport.admitted(peer(9))
+        assert node.transport.statistics().conduct.peers_banned == 1
+
+
+async def test_peers_on_another_topic_cost_a_bounded_pending_queue_and_no_log_flood(
+    nursery: trio.Nursery, libp2p_warnings: list[logging.LogRecord],
+) -> None:
+    """Peers that join only the blocks topic made py-libp2p hold up to 100 tx batches each
+    (~90 MB) and warn ~30 times a second. 20 such peers here, 200 publishes of 100 KiB."""
+    from libp2p.pubsub.gossipsub import GossipSub
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.tools.anyio_service import background_trio_service
+
+    from node.p2p_gossip import PENDING_MESSAGES_PER_PEER_MAX
+
+    peers = 20
+    with trio.fail_after(TEST_TIMEOUT_S * 4):
+        node = await Harness("libp2p", nursery).start(0, validators={peer(0)},
+                                                       open_for_observers=True)
+        node.transport.on_gossip(TOPIC, gossip_recorder([]))
+        node.transport.on_gossip("medledger/test/blocks-only", gossip_recorder([]))
+        ready = 0
+
+        async def blocks_only(index: int) -> None:
+            nonlocal ready
+            host = raw_host(index)
+            router = GossipSub(protocols=[TProtocol(GOSSIP_PROTOCOLS[0])], degree=6,
+                               degree_low=4, degree_high=12, heartbeat_interval=1)
+            pubsub = Pubsub(host, router)
+            async with (background_trio_service(pubsub), background_trio_service(router),
+                        host.run([ANY_LISTEN])):
+                await pubsub.wait_until_ready()
+                await pubsub.subscribe("medledger/test/blocks-only")
+                await host.connect(peer_info(node.addresses[0]))
+                ready += 1
+                await trio.sleep_forever()
+
+        for index in range(100, 100 + peers):
+            nursery.start_soon(blocks_only, index)
+        await wait_until(lambda: ready == peers, timeout_s=60, what="the peers connected")
+        router = node.transport._gossip.router
+        held_max = 0
+        for sequence in range(200):
+            await node.transport.publish(TOPIC, bytes([sequence % 256]) * 100_000)
+            held_max = max(held_max, router.pending_messages_held())
+            await trio.sleep(0.005)
+        assert held_max <= PENDING_MESSAGES_PER_PEER_MAX, held_max
+        assert all(len(queue) <= PENDING_MESSAGES_PER_PEER_MAX
+                   for queue in router._pending_messages.values())
+        assert not [r for r in libp2p_warnings if "pending message queue" in r.getMessage()]
+
+
+async def test_a_stuck_peer_stops_holding_up_publish(nursery: trio.Nursery) -> None:
+    """A peer whose outbound queue never drains is waited for once, for
+    gossip_publish_wait_s_max, then published past (it held block gossip 5 s each)."""
+    from node.p2p_limits import GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX
+
+    with trio.fail_after(TEST_TIMEOUT_S):
+        harness = Harness("libp2p", nursery)
+        node = await harness.start(0, validators={peer(0)})
+        other = await harness.start(1, validators={peer(0)}, bootstrap=list(node.addresses))
+        other.transport.on_gossip(TOPIC, gossip_recorder([]))
+        node.transport.on_gossip(TOPIC, gossip_recorder([]))
+        gossip = node.transport._gossip
+        await wait_until(lambda: ID.from_base58(other.peer_id) in gossip.pubsub.peer_queues,
+                         what="a pubsub queue for the peer")
+        queue = gossip.pubsub.peer_queues[ID.from_base58(other.peer_id)]
+        # Wedge the queue: its consumer sees it full forever.
+        queue.__class__ = type("Wedged", (queue.__class__,), {
+            "__len__": lambda self: GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX + 1})
+        started = trio.current_time()
+        for sequence in range(20):
+            await node.transport.publish(TOPIC, b"block %d" % sequence)
+        elapsed = trio.current_time() - started
+        wait_s = FAST_TIMINGS.gossip_publish_wait_s_max
+        assert elapsed < wait_s + 1.0, elapsed
+        assert gossip.statistics.peers_found_stuck == 1
