@@ -5,6 +5,17 @@ leader put into a proposed block are *in flight*: they stay here (so a lost prop
 nothing) but are not proposed again until :meth:`Mempool.release_inflight` returns them,
 and they leave only when a committed block carrying them is applied.
 
+Who may move a tx on. A client's txs reach the leader in the order the client sent them
+only through the node that received them (its *owner*): it admits them in arrival order
+and forwards them to the leader in that order, again in full after a leader change. Tx
+gossip delivers copies to every node too, but gossip may deliver a suffix without its
+prefix (messages dropped during a partition; GossipSub's IWANT recovers recent ones
+only), and a leader that proposed such a suffix committed the later nonces first, which
+made the earlier ones NONCE_STALE. So a tx known here only from gossip is *held*: it is
+neither proposed nor forwarded until its owner's forward (or the client itself) brings it
+(``add`` without ``held_since``: it then takes its place in that batch's order), or until
+``hold_s`` passes (its owner may be gone for good).
+
 Plain synchronous data structure: the node's tasks call it from the Trio thread only.
 """
 
@@ -24,16 +35,25 @@ class MempoolStatistics:
     inflight_txs: int
     max_txs: int
     max_bytes: int
+    held_txs: int
+
+
+# A tx known only from gossip is released for proposal and forwarding after this long:
+# its owner should have forwarded it long before, unless the owner is gone.
+GOSSIP_HOLD_S = 30.0
 
 
 class Mempool:
-    def __init__(self, *, max_txs: int, max_bytes: int) -> None:
-        assert max_txs > 0 and max_bytes > 0
+    def __init__(self, *, max_txs: int, max_bytes: int, hold_s: float = GOSSIP_HOLD_S) -> None:
+        assert max_txs > 0 and max_bytes > 0 and hold_s >= 0
         self.max_txs = max_txs
         self.max_bytes = max_bytes
+        self.hold_s = hold_s
         # tx id -> tx; dict order is arrival order.
         self._txs: dict[bytes, Transaction] = {}
         self._inflight: set[bytes] = set()
+        # tx id -> when it arrived, for txs known only from gossip (held).
+        self._held: dict[bytes, float] = {}
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -48,19 +68,42 @@ class Mempool:
 
     def statistics(self) -> MempoolStatistics:
         return MempoolStatistics(
-            len(self._txs), self._bytes, len(self._inflight), self.max_txs, self.max_bytes
+            len(self._txs), self._bytes, len(self._inflight), self.max_txs, self.max_bytes,
+            len(self._held),
         )
 
-    def add(self, tx: Transaction) -> ResultCode:
-        """Admit a checked tx: OK, DUPLICATE (already here) or MEMPOOL_FULL."""
+    def add(self, tx: Transaction, *, held_since: float | None = None) -> ResultCode:
+        """Admit a checked tx: OK, DUPLICATE (already here) or MEMPOOL_FULL. With
+        ``held_since`` (now, for a tx from gossip) it is held; a tx from a client or a
+        forward (no ``held_since``) that is here already held is released and moves to
+        the end of the arrival order, as if it arrived now."""
         if tx.tx_id in self._txs:
+            if held_since is None and self._held.pop(tx.tx_id, None) is not None:
+                # Released where its owner's forward puts it, not where gossip did: the
+                # arrival order of the owner's batch is its client's order.
+                self._txs[tx.tx_id] = self._txs.pop(tx.tx_id)
             return ResultCode.DUPLICATE
         size = len(tx.raw)
         if len(self._txs) >= self.max_txs or self._bytes + size > self.max_bytes:
             return ResultCode.MEMPOOL_FULL
         self._txs[tx.tx_id] = tx
         self._bytes += size
+        if held_since is not None:
+            self._held[tx.tx_id] = held_since
         return ResultCode.OK
+
+    def is_held(self, tx_id: bytes, now: float) -> bool:
+        since = self._held.get(tx_id)
+        if since is None:
+            return False
+        if now - since >= self.hold_s:
+            del self._held[tx_id]
+            return False
+        return True
+
+    def forwardable(self, now: float) -> list[Transaction]:
+        """Txs this node should forward to the leader, in arrival order: those not held."""
+        return [tx for tx_id, tx in self._txs.items() if not self.is_held(tx_id, now)]
 
     def get(self, tx_id: bytes) -> Transaction | None:
         return self._txs.get(tx_id)
@@ -68,13 +111,13 @@ class Mempool:
     def pending_count(self) -> int:
         return len(self._txs) - len(self._inflight)
 
-    def select(self, *, max_txs: int, max_bytes: int) -> list[Transaction]:
-        """Take txs for the next block (arrival order, each signer's txs in nonce order)
-        and mark them in flight."""
+    def select(self, *, max_txs: int, max_bytes: int, now: float) -> list[Transaction]:
+        """Take txs for the next block (arrival order, each signer's txs in nonce order;
+        held txs stay) and mark them in flight."""
         chosen: list[Transaction] = []
         total = 0
         for tx_id, tx in self._txs.items():
-            if tx_id in self._inflight:
+            if tx_id in self._inflight or self.is_held(tx_id, now):
                 continue
             size = len(tx.raw)
             if len(chosen) >= max_txs or total + size > max_bytes:
@@ -105,6 +148,7 @@ class Mempool:
             if tx is not None:
                 self._bytes -= len(tx.raw)
                 self._inflight.discard(tx_id)
+                self._held.pop(tx_id, None)
                 removed += 1
         return removed
 

@@ -18,6 +18,7 @@ non-zero). SIGTERM/SIGINT cancel the root scope; shutdown work is shielded and b
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 import time
@@ -73,6 +74,9 @@ LEARNER_CATCH_UP_ENTRIES = 64
 REFORWARD_AFTER_SECONDS = 3.0
 # Admitted batches waiting to be gossiped (each up to a tx_submitBatch's worth).
 GOSSIP_QUEUE_BATCHES_MAX = 256
+# Applied blocks waiting for the leader's block gossip task; older ones are dropped
+# when it falls behind (observers sync what they miss).
+BLOCK_GOSSIP_QUEUE_MAX = 64
 # How long tx gossip waits to gather more admitted txs into one message.
 GOSSIP_COALESCE_SECONDS = 0.02
 # How often observers and lagging nodes ask peers for their head.
@@ -146,7 +150,13 @@ class Node:
             GOSSIP_QUEUE_BATCHES_MAX
         )
         self._forward_wakeup = trio.Event()
+        self._forward_leader: int | None = None
         self._follow_wakeup = trio.Event()
+        # Blocks the leader applied, waiting for the block gossip task: the apply loop
+        # never waits on gossip (one slow or absent peer must not stall commits).
+        self._blocks_to_gossip: collections.deque[Block] = collections.deque(
+            maxlen=BLOCK_GOSSIP_QUEUE_MAX)
+        self._block_gossip_wakeup = trio.Event()
         self._subscribers = Subscribers()
         self._submitted_at: dict[bytes, float] = {}
         self._forwarded_at: dict[bytes, float] = {}
@@ -245,6 +255,7 @@ class Node:
         nursery.start_soon(self._apply_loop, receive_channel)
         nursery.start_soon(self._follow_loop)
         nursery.start_soon(self._tx_gossip_loop)
+        nursery.start_soon(self._block_gossip_loop)
         if self._rpc_enabled:
             from node.rpc.server import RpcServer
 
@@ -392,6 +403,13 @@ class Node:
             self._builder_wakeup.set()
         else:
             self._forward_wakeup.set()
+        if soft.leader != self._forward_leader:
+            # Txs forwarded to the old leader may be lost with it; forward everything
+            # pending to the new one at once, in arrival order. Waiting out the
+            # re-forward delay let newer txs (forwarded at once) reach the new leader
+            # first, and the older ones then committed as NONCE_STALE.
+            self._forward_leader = soft.leader
+            self._forwarded_at.clear()
 
     # ================================================================== applying
 
@@ -425,7 +443,8 @@ class Node:
             if applied.validator_changes:
                 await self._validators_changed()
             if self.driver is not None and self.driver.role is Role.LEADER:
-                await self._gossip_block(applied.block)
+                self._blocks_to_gossip.append(applied.block)  # oldest dropped when full
+                self._block_gossip_wakeup.set()
         elif result.skipped_reason not in (None, "no-op", "already applied"):
             self.log.warning("committed entry skipped", index=result.index,
                              reason=result.skipped_reason)
@@ -526,7 +545,8 @@ class Node:
         started = time.perf_counter()
         block_config = self.config.block
         txs = self.mempool.select(max_txs=block_config.max_txs,
-                                  max_bytes=block_config.max_bytes - 4096)
+                                  max_bytes=block_config.max_bytes - 4096,
+                                  now=time.monotonic())
         if not txs:
             return
         if self._proposed_head is None:
@@ -598,6 +618,8 @@ class Node:
         # forwarded to the leader that gossip delivered first, a client's retry).
         tx_ids = [_tx_id(raw) for raw in raws]
         async with self._admission:
+            # Txs here already (from gossip, held) are not checked again; _admit releases
+            # them in this batch's order, once the fresh ones are checked.
             fresh = [index for index, tx_id in enumerate(tx_ids) if tx_id not in self.mempool]
             checked = await self._check([raws[index] for index in fresh])
             if self.metrics is not None:
@@ -633,7 +655,8 @@ class Node:
                                 workers=max(2, self.config.node.validation_workers))
         )
 
-    def _admit(self, results: Sequence[Any]) -> tuple[list[SubmitResult], list[Transaction]]:
+    def _admit(self, results: Sequence[Any], *, held_since: float | None = None,
+               ) -> tuple[list[SubmitResult], list[Transaction]]:
         blocks = self._chain().blocks
         answers: list[SubmitResult] = []
         accepted: list[Transaction] = []
@@ -647,7 +670,7 @@ class Node:
             if blocks.transaction(tx.tx_id) is not None:
                 answers.append(SubmitResult(tx.tx_id, ResultCode.DUPLICATE, "already committed"))
                 continue
-            code = self.mempool.add(tx)
+            code = self.mempool.add(tx, held_since=held_since)
             if code is ResultCode.OK:
                 accepted.append(tx)
                 answers.append(SubmitResult(tx.tx_id, ResultCode.OK))
@@ -676,8 +699,8 @@ class Node:
                 continue
             now = time.monotonic()
             due = [
-                tx for tx_id, tx in list(self.mempool._txs.items())
-                if now - self._forwarded_at.get(tx_id, -math.inf) >= REFORWARD_AFTER_SECONDS
+                tx for tx in self.mempool.forwardable(now)
+                if now - self._forwarded_at.get(tx.tx_id, -math.inf) >= REFORWARD_AFTER_SECONDS
             ][: wire.FORWARD_TXS_MAX]
             if not due:
                 continue
@@ -724,6 +747,15 @@ class Node:
         if batch:
             await self._publish(topic_txs(self.chain_id), wire.TxBatch(tuple(batch)).encode())
 
+    async def _block_gossip_loop(self) -> None:
+        """Gossip the blocks the leader applied, in order. When gossip falls behind, the
+        oldest blocks are dropped from the queue: observers that miss one sync it."""
+        while True:
+            await self._block_gossip_wakeup.wait()
+            self._block_gossip_wakeup = trio.Event()
+            while self._blocks_to_gossip:
+                await self._gossip_block(self._blocks_to_gossip.popleft())
+
     async def _gossip_block(self, block: Block) -> None:
         data = block.encode()
         if len(data) <= wire.GOSSIP_BYTES_MAX:
@@ -744,8 +776,8 @@ class Node:
             return False
         async with self._admission:
             fresh = [raw for raw in batch.txs if _tx_id(raw) not in self.mempool]
-            if fresh:
-                self._admit(await self._check(fresh))
+            if fresh:  # held: their owner forwards them to the leader, in order
+                self._admit(await self._check(fresh), held_since=time.monotonic())
                 self._builder_wakeup.set()
         return True
 

@@ -25,18 +25,44 @@ def test_mempool_dedupes_bounds_and_orders_by_nonce() -> None:
         assert pool.add(tx) is ResultCode.OK
     assert pool.add(a1) is ResultCode.DUPLICATE
     assert pool.add(signed(key=key_b, nonce=9)) is ResultCode.MEMPOOL_FULL
-    chosen = pool.select(max_txs=10, max_bytes=10_000)
+    chosen = pool.select(max_txs=10, max_bytes=10_000, now=0.0)
     # signer A's slots (0, 1, 3) get nonces 1, 2, 3; B keeps its slot.
     assert [tx.nonce for tx in chosen] == [1, 2, 1, 3]
     a, b = key_a.public_key, key_b.public_key
     assert [tx.signer for tx in chosen] == [a, a, b, a]
-    assert pool.select(max_txs=10, max_bytes=10_000) == []  # all in flight
+    assert pool.select(max_txs=10, max_bytes=10_000, now=0.0) == []  # all in flight
     assert pool.release_inflight([a1.tx_id]) == 1
-    assert pool.select(max_txs=10, max_bytes=10_000) == [a1]
+    assert pool.select(max_txs=10, max_bytes=10_000, now=0.0) == [a1]
     assert pool.remove_committed([a1.tx_id, a2.tx_id]) == 2
     assert len(pool) == 2 and pool.size_bytes == len(a3.raw) + len(b1.raw)
     pool.release_inflight()
-    assert {tx.tx_id for tx in pool.select(max_txs=1, max_bytes=10_000)} <= {a3.tx_id, b1.tx_id}
+    chosen = pool.select(max_txs=1, max_bytes=10_000, now=0.0)
+    assert {tx.tx_id for tx in chosen} <= {a3.tx_id, b1.tx_id}
+
+
+def test_mempool_holds_gossiped_txs_until_their_owner_forwards_them() -> None:
+    """A tx known only from gossip is neither proposed nor forwarded: gossip may deliver a
+    signer's later nonces without the earlier ones, which their owner forwards in order."""
+    key, other = SigningKey(bytes([4]) * 32), SigningKey(bytes([5]) * 32)
+    early, late, unrelated = (signed(key=key, nonce=1), signed(key=key, nonce=2),
+                              signed(key=other, nonce=1))
+    pool = Mempool(max_txs=10, max_bytes=10_000, hold_s=30.0)
+    assert pool.add(late, held_since=100.0) is ResultCode.OK  # gossip got here first
+    assert pool.add(unrelated) is ResultCode.OK
+    assert pool.select(max_txs=10, max_bytes=10_000, now=101.0) == [unrelated]
+    assert pool.forwardable(101.0) == [unrelated]
+    assert pool.statistics().held_txs == 1
+    # The owner forwards both, in order: released in that order, after what came before.
+    assert pool.add(early) is ResultCode.OK
+    assert pool.add(late) is ResultCode.DUPLICATE
+    assert pool.statistics().held_txs == 0
+    assert pool.forwardable(102.0) == [unrelated, early, late]
+    assert [tx.nonce for tx in pool.select(max_txs=1, max_bytes=10_000, now=102.0)] == [1]
+    # A held tx whose owner never comes is released after hold_s.
+    orphan = signed(key=key, nonce=3)
+    pool.add(orphan, held_since=200.0)
+    assert orphan not in pool.forwardable(229.0)
+    assert orphan in pool.forwardable(230.0)
 
 
 def test_mempool_byte_bound() -> None:
