@@ -38,6 +38,7 @@ from consensus.types import (
     encode_messages,
 )
 from ledger.errors import DecodeError, RemoteError
+from node.diskfull import DiskFullGuard
 from node.logs import get_logger
 from node.transport import Transport
 from storage.raftlog import LevelDBRaftStorage
@@ -79,9 +80,11 @@ class RaftDriver:
         on_soft_state: Callable[[SoftState], None],
         snapshot_entries: int,
         compaction_margin_entries: int,
+        disk: DiskFullGuard,
         metrics: Any = None,
     ) -> None:
         self.raw_node = raw_node
+        self._disk = disk
         self._storage = storage
         self._transport = transport
         self._peer_of = peer_of
@@ -184,7 +187,8 @@ class RaftDriver:
                 sync=ready.must_sync,
             )
             started = time.perf_counter()
-            await trio.to_thread.run_sync(persist)
+            # A full disk stalls here, before anything of this Ready is sent or applied.
+            await self._disk.run_in_thread(persist, what="persisting raft state")
             if self._metrics is not None:
                 self._metrics.observe_stage("persist", time.perf_counter() - started)
         if ready.snapshot is not None and not ready.snapshot.is_empty:

@@ -56,6 +56,7 @@ from node import wire
 from node.api import NodeStatus, PeerInfo, SubmitResult, TxLocation, TxResultEvent, TxStatus
 from node.chain import ApplyResult, Chain
 from node.config import NodeConfig
+from node.diskfull import DiskFullGuard
 from node.genesis import genesis_hash, load_genesis
 from node.keys import raft_node_id, read_key_file
 from node.logs import get_logger
@@ -166,6 +167,7 @@ class Node:
         self._catching_up = False
         self._nursery: trio.Nursery | None = None
         self._apply_lock = trio.Lock()
+        self.disk = DiskFullGuard(self.log)
         self._apply_send: trio.MemorySendChannel[ApplyItem] | None = None
 
     # ================================================================== lifecycle
@@ -355,6 +357,7 @@ class Node:
             on_soft_state=self._on_soft_state,
             snapshot_entries=consensus.snapshot_entries,
             compaction_margin_entries=consensus.compaction_margin_entries,
+            disk=self.disk,
             metrics=self.metrics,
         )
 
@@ -430,7 +433,8 @@ class Node:
         """Every change to the chain goes through here: one at a time, off the Trio
         thread (raft entries, synced and gossiped blocks may all be arriving at once)."""
         async with self._apply_lock:
-            return await trio.to_thread.run_sync(function, argument)
+            return await self.disk.run_in_thread(lambda: function(argument),
+                                                 what="applying a block")
 
     async def _after_apply(self, result: ApplyResult) -> None:
         chain = self._chain()
@@ -925,10 +929,11 @@ class Node:
             "started": self._started,
             "seconds_since_last_commit": round(time.monotonic() - self._last_commit_monotonic, 3),
             "role": self.status().role,
+            "disk_full": self.disk.full,
         }
 
     def ready(self) -> bool:
-        if not self._started:
+        if not self._started or self.disk.full:
             return False
         if self.driver is None:
             return any(peer.connected for peer in self._transport().peers())

@@ -116,3 +116,49 @@ def test_paused_validators_reconnect_and_in_order_txs_commit_in_order(tmp_path: 
             assert status["state"] == "committed", status
             codes[status["code_name"]] = codes.get(status["code_name"], 0) + 1
         assert set(codes) == {"OK"}, codes
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_stalls_writes_and_the_node_resumes_when_space_returns(
+    tmp_path: Path,
+) -> None:
+    """LevelDB failing with ENOSPC used to stop the node (StorageError out of the raft
+    driver). Now persistence stalls, health says so, and writes resume after."""
+    import subprocess
+
+    with network(tmp_path, validators=1, observers=0, start=False) as processes:
+        node = processes[0]
+        data = tmp_path / node.node.name / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(data)],
+                       check=True, timeout=10)
+        try:
+            node.start()
+            wait_ready(processes)
+            factory = TxFactory(ADMIN, "disk")
+            first = node.call("tx_submit", {"raw": "0x" + factory.next().hex()})["tx_id"]
+            wait_for(lambda: (node.try_call("tx_status", {"tx_id": first}) or {}).get("state")
+                     == "committed", timeout_s=20, what="a commit before the disk fills")
+            filler = data / "filler"
+            with open(filler, "wb") as handle:
+                try:
+                    while True:
+                        handle.write(b"\0" * 65536)
+                except OSError:
+                    pass
+            stuck = node.call("tx_submit", {"raw": "0x" + factory.next().hex()})["tx_id"]
+            wait_for(lambda: ((node.try_call("node_health") or {}).get("details") or {}).get(
+                "disk_full"),
+                     timeout_s=20, what="health reporting the full disk")
+            time.sleep(2.0)
+            assert node.process is not None and node.process.poll() is None, node.log_text()
+            assert (node.call("tx_status", {"tx_id": stuck}) or {}).get("state") != "committed"
+            filler.unlink()
+            wait_for(lambda: (node.try_call("tx_status", {"tx_id": stuck}) or {}).get("state")
+                     == "committed", timeout_s=30, what="the stalled tx committed after")
+            health = node.call("node_health")
+            assert health["ready"] and not health["details"]["disk_full"], health
+            assert "disk full: writes stalled" in node.log_text()
+        finally:
+            node.stop()
+            subprocess.run(["umount", "-l", str(data)], check=False, timeout=10)
