@@ -697,7 +697,10 @@ class Libp2pTransport:
                 while self.is_connected(peer_id):
                     await self._connectivity.wait()
                 return "closed"
-            if await self._ping(peer_id):
+            link = self._links.get(peer_id)
+            if (link is not None and link.stream_up) or await self._ping(peer_id):
+                # A raft link that is up watches the connection itself (keepalives, a
+                # 5 s read deadline): no ping, which a busy host could answer too late.
                 failures = 0
                 continue
             failures += 1

@@ -89,8 +89,8 @@ class Timings:
     # answers no ping within the timeout, this many times in a row, holds a half-open
     # connection, which is dropped and redialed (raft links notice sooner: keepalives).
     liveness_interval_s: float = 2.0
-    liveness_timeout_s: float = 3.0
-    liveness_failures_max: int = 2
+    liveness_timeout_s: float = 5.0
+    liveness_failures_max: int = 3
     # publish waits at most this long for peers' outbound queues to drain; a peer whose
     # queue is still full then is stuck and not waited for until it drains.
     gossip_publish_wait_s_max: float = 1.0
