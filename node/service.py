@@ -7,7 +7,8 @@
      ├── raft driver (RawNode: tick/step/propose -> persist, send, hand off, advance)
      ├── apply task (committed entries -> ledger checks + app -> LevelDB, one batch each)
      ├── block builder (leader only: cut blocks by count, bytes or interval; pipelined)
-     ├── forwarder (followers: pending txs to the leader, again after a leader change)
+     ├── forwarder (followers and observers: pending txs to the leader, again after a
+     │   leader change)
      ├── follower (observers and lagging nodes: block sync from peers)
      └── rpc server (JSON-RPC, WebSocket, /metrics, /healthz, /readyz)
 
@@ -151,7 +152,8 @@ class Node:
             GOSSIP_QUEUE_BATCHES_MAX
         )
         self._forward_wakeup = trio.Event()
-        self._forward_leader: int | None = None
+        self._forward_peer: str | None = None
+        self._last_proposer: bytes | None = None  # of the newest block applied
         self._follow_wakeup = trio.Event()
         # Blocks the leader applied, waiting for the block gossip task: the apply loop
         # never waits on gossip (one slow or absent peer must not stall commits).
@@ -258,6 +260,7 @@ class Node:
         nursery.start_soon(self._follow_loop)
         nursery.start_soon(self._tx_gossip_loop)
         nursery.start_soon(self._block_gossip_loop)
+        nursery.start_soon(self._forward_loop)
         if self._rpc_enabled:
             from node.rpc.server import RpcServer
 
@@ -283,7 +286,6 @@ class Node:
         self._transport().on_frame(self.driver.handle_frame)
         await self._nursery.start(self.driver.run)
         self._nursery.start_soon(self._builder_loop)
-        self._nursery.start_soon(self._forward_loop)
         self.log.info("consensus started", raft_id=raft_node_id(self.public_key))
 
     def _make_transport(self) -> Transport:
@@ -406,13 +408,6 @@ class Node:
             self._builder_wakeup.set()
         else:
             self._forward_wakeup.set()
-        if soft.leader != self._forward_leader:
-            # Txs forwarded to the old leader may be lost with it; forward everything
-            # pending to the new one at once, in arrival order. Waiting out the
-            # re-forward delay let newer txs (forwarded at once) reach the new leader
-            # first, and the older ones then committed as NONCE_STALE.
-            self._forward_leader = soft.leader
-            self._forwarded_at.clear()
 
     # ================================================================== applying
 
@@ -478,8 +473,23 @@ class Node:
         self.log.info("proposal not applied; txs back in the pool", index=result.index,
                       released=released)
 
+    def _forward_target(self) -> str | None:
+        driver = self.driver
+        if driver is not None and self.is_validator:
+            if driver.role is Role.LEADER or not driver.leader:
+                return None
+            return self._peer_of_raft(driver.leader, {})
+        transport = self._transport()
+        connected = {state.peer_id for state in transport.peers() if state.connected}
+        proposer = self._validators.get(self._last_proposer or b"")
+        if proposer is not None and proposer[1] in connected:
+            return proposer[1]
+        return min((peer for _, peer in self._validators.values() if peer in connected),
+                   default=None)
+
     def _publish_applied(self, block: Block, tx_ids: list[bytes], codes: list[int]) -> None:
         now = time.monotonic()
+        self._last_proposer = block.header.proposer
         if self.metrics is not None:
             self.metrics.block_applied(block.header.height, len(tx_ids), codes)
         for block_channel in list(self._subscribers.blocks):
@@ -689,16 +699,23 @@ class Node:
         return answers, accepted
 
     async def _forward_loop(self) -> None:
-        """Followers send pending txs to the leader; again after a leader change, and
-        again if still pending after REFORWARD_AFTER_SECONDS."""
+        """Send this node's pending txs (not the held ones) to the leader, in arrival
+        order; all of them again when the target changes, and again if still pending
+        after REFORWARD_AFTER_SECONDS. Validators send to their leader; observers to the
+        validator that proposed the newest block (most likely the leader), or else to any
+        validator they are connected to, which forwards them on in the same order."""
         while True:
             with trio.move_on_after(REFORWARD_AFTER_SECONDS / 3):
                 await self._forward_wakeup.wait()
             self._forward_wakeup = trio.Event()
-            driver = self.driver
-            if driver is None or driver.role is Role.LEADER or not driver.leader:
-                continue
-            leader_peer = self._peer_of_raft(driver.leader, {})
+            leader_peer = self._forward_target()
+            if leader_peer != self._forward_peer:
+                # Txs forwarded to the old target may be lost with it: all go again, at
+                # once and in order. (Waiting out the re-forward delay let newer txs,
+                # forwarded at once, reach the new leader first: the older ones then
+                # committed as NONCE_STALE.)
+                self._forward_peer = leader_peer
+                self._forwarded_at.clear()
             if leader_peer is None:
                 continue
             now = time.monotonic()

@@ -162,3 +162,25 @@ def test_a_full_disk_stalls_writes_and_the_node_resumes_when_space_returns(
         finally:
             node.stop()
             subprocess.run(["umount", "-l", str(data)], check=False, timeout=10)
+
+
+def test_txs_submitted_at_an_observer_reach_the_leader_by_forwarding(tmp_path: Path) -> None:
+    """Observers forward their clients' txs like followers do (to the newest block's
+    proposer). Gossip alone no longer gets a tx proposed: the leader holds gossip-only txs
+    for 30 s, waiting for their owner's forward."""
+    with network(tmp_path, validators=3, observers=1) as processes:
+        wait_ready(processes)
+        observer = processes[-1]
+        factory = TxFactory(ADMIN, "obs")
+        tx_ids = []
+        started = time.monotonic()
+        for _ in range(20):
+            answer = observer.call("tx_submit", {"raw": "0x" + factory.next().hex()})
+            assert answer["accepted"], answer
+            tx_ids.append(answer["tx_id"])
+        wait_for(lambda: all((observer.try_call("tx_status", {"tx_id": t}) or {}).get("state")
+                             == "committed" for t in tx_ids),
+                 timeout_s=10, interval_s=0.1, what="the observer's txs committed")
+        print(f"OBSERVER TXS COMMITTED in {time.monotonic() - started:.2f} s")
+        codes = {observer.call("tx_status", {"tx_id": t})["code_name"] for t in tx_ids}
+        assert codes == {"OK"}, codes
