@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,27 @@ PENDING_MESSAGES_PER_PEER_MAX = 4
 # A stuck peer (see _wait_for_queue_room) is paced for again once its queue is this short.
 PEER_QUEUE_UNSTUCK_ENTRIES = 8
 PENDING_MESSAGE_TTL_S = 3.0
+
+
+class SerializedPubsub(Pubsub):
+    """Pubsub whose writes to one stream never interleave. py-libp2p 0.8.1 writes to a
+    peer's stream from several tasks (the peer queue's sender, GossipSub's pending-queue
+    flush), and a yamux write larger than the send window goes out in several frames,
+    each under the lock only for its own frame: two such writes interleave, and the peer
+    reads a corrupt RPC (protobuf's DecodeError), seen 2-5 s after partitions healed,
+    when windows are small and backlogs large. One lock per stream here."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_locks: weakref.WeakKeyDictionary[Any, trio.Lock] = \
+            weakref.WeakKeyDictionary()
+
+    async def write_msg(self, stream: Any, rpc_msg: Any) -> bool:
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            return await super().write_msg(stream, rpc_msg)
 
 
 class BoundedGossipSub(GossipSub):
@@ -137,7 +159,7 @@ class Gossip:
             spam_protection_enabled=False,
             eclipse_protection_enabled=False,
         )
-        self.pubsub = Pubsub(
+        self.pubsub = SerializedPubsub(
             host,
             self.router,
             strict_signing=True,
