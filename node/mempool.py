@@ -13,8 +13,12 @@ prefix (messages dropped during a partition; GossipSub's IWANT recovers recent o
 only), and a leader that proposed such a suffix committed the later nonces first, which
 made the earlier ones NONCE_STALE. So a tx known here only from gossip is *held*: it is
 neither proposed nor forwarded until its owner's forward (or the client itself) brings it
-(``add`` without ``held_since``: it then takes its place in that batch's order), or until
-``hold_s`` passes (its owner may be gone for good).
+(``add`` without ``held_since``: it then takes its place in that batch's order). A held
+tx nobody claims within ``hold_s`` leaves the pool; it is never proposed on gossip's word
+alone (releasing such txs made an overloaded owner's older txs NONCE_STALE when its
+forward came later). Its owner still holds it and forwards it when it can; if the owner
+died, the tx is lost like anything else in a crashed node's mempool, and the client,
+which never saw it committed, submits it again.
 
 Plain synchronous data structure: the node's tasks call it from the Trio thread only.
 """
@@ -38,8 +42,8 @@ class MempoolStatistics:
     held_txs: int
 
 
-# A tx known only from gossip is released for proposal and forwarding after this long:
-# its owner should have forwarded it long before, unless the owner is gone.
+# A tx known only from gossip and not claimed by its owner's forward within this long
+# leaves the pool (the owner forwards it again if it still has it).
 GOSSIP_HOLD_S = 30.0
 
 
@@ -92,18 +96,16 @@ class Mempool:
             self._held[tx.tx_id] = held_since
         return ResultCode.OK
 
-    def is_held(self, tx_id: bytes, now: float) -> bool:
-        since = self._held.get(tx_id)
-        if since is None:
-            return False
-        if now - since >= self.hold_s:
-            del self._held[tx_id]
-            return False
-        return True
+    def expire_held(self, now: float) -> int:
+        """Drop held txs nobody claimed within ``hold_s``; returns how many."""
+        expired = [tx_id for tx_id, since in self._held.items() if now - since >= self.hold_s]
+        self.remove_committed(expired)
+        return len(expired)
 
     def forwardable(self, now: float) -> list[Transaction]:
         """Txs this node should forward to the leader, in arrival order: those not held."""
-        return [tx for tx_id, tx in self._txs.items() if not self.is_held(tx_id, now)]
+        self.expire_held(now)
+        return [tx for tx_id, tx in self._txs.items() if tx_id not in self._held]
 
     def get(self, tx_id: bytes) -> Transaction | None:
         return self._txs.get(tx_id)
@@ -114,10 +116,11 @@ class Mempool:
     def select(self, *, max_txs: int, max_bytes: int, now: float) -> list[Transaction]:
         """Take txs for the next block (arrival order, each signer's txs in nonce order;
         held txs stay) and mark them in flight."""
+        self.expire_held(now)
         chosen: list[Transaction] = []
         total = 0
         for tx_id, tx in self._txs.items():
-            if tx_id in self._inflight or self.is_held(tx_id, now):
+            if tx_id in self._inflight or tx_id in self._held:
                 continue
             size = len(tx.raw)
             if len(chosen) >= max_txs or total + size > max_bytes:

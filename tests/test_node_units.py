@@ -58,11 +58,12 @@ def test_mempool_holds_gossiped_txs_until_their_owner_forwards_them() -> None:
     assert pool.statistics().held_txs == 0
     assert pool.forwardable(102.0) == [unrelated, early, late]
     assert [tx.nonce for tx in pool.select(max_txs=1, max_bytes=10_000, now=102.0)] == [1]
-    # A held tx whose owner never comes is released after hold_s.
+    # A held tx whose owner never comes leaves the pool after hold_s, unproposed.
     orphan = signed(key=key, nonce=3)
     pool.add(orphan, held_since=200.0)
-    assert orphan not in pool.forwardable(229.0)
-    assert orphan in pool.forwardable(230.0)
+    assert orphan not in pool.forwardable(229.0) and orphan.tx_id in pool
+    assert orphan not in pool.select(max_txs=10, max_bytes=10_000, now=230.0)
+    assert orphan.tx_id not in pool and pool.statistics().held_txs == 0
 
 
 def test_mempool_byte_bound() -> None:
