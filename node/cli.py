@@ -122,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     testnet.add_argument("--dir", default="testnet-data", help="node directories and logs")
     testnet.add_argument("--report-dir", default="reports", help="JSON and HTML reports")
     testnet.add_argument("--keep", action="store_true", help="keep the run's directory on a pass")
+    from node.testnet.plants import PLANTS
+
+    testnet.add_argument("--plant", choices=PLANTS,
+                         help="plant a bug in the first validator (to test the checker)")
     testnet.set_defaults(handler=_testnet)
 
     # Listed for `medledger --help` only: main() hands `loadtest ...` to the load tester.

@@ -44,3 +44,28 @@ def test_short_testnet_run_meets_the_pass_criteria(tmp_path: Path) -> None:
     assert result["all_connected_at_end"], result
     assert result["pass"], result
     assert completed.returncode == 0
+
+
+PLANTED_SECONDS = 30
+
+
+def test_a_node_that_acknowledges_before_the_commit_fails_the_history_check(
+    tmp_path: Path,
+) -> None:
+    """The same run with a bug planted in the first validator (node.testnet.plants
+    ack-early: a tx is reported committed as soon as it is admitted, at a guessed height
+    and position): the history check must catch it as acknowledged txs lost."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "node.cli", "testnet", "--validators", "3", "--observers", "0",
+         "--seconds", str(PLANTED_SECONDS), "--seed", str(SEED), "--plant", "ack-early",
+         "--dir", str(tmp_path / "data"), "--report-dir", str(tmp_path / "reports")],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
+    )
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON line; stderr:\n{completed.stderr[-4000:]}"
+    result = json.loads(lines[-1])
+    assert result["acknowledged"] > 0, result
+    assert result["lost"] > 0, result
+    assert not result["pass"], result
+    assert completed.returncode != 0
+    assert "--plant ack-early" in result["replay"], result

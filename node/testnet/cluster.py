@@ -157,8 +157,13 @@ def _edit_config(node: NodeSpec, nodes: list[NodeSpec], genesis: Path) -> None:
 class NodeProcesses:
     """``medledger start`` per node inside its namespace; stops only the pids it started."""
 
-    def __init__(self, network: Network, nodes: list[NodeSpec]) -> None:
+    def __init__(self, network: Network, nodes: list[NodeSpec], *,
+                 plant: str | None = None) -> None:
         self.network = network
+        # A bug planted in the first validator (node.testnet.plants), or None.
+        self.plant = plant
+        self.planted = next((node.name for node in nodes if node.validator), None) \
+            if plant else None
         self.nodes = {node.name: node for node in nodes}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.intended_exit: set[str] = set()
@@ -167,6 +172,8 @@ class NodeProcesses:
     def start(self, name: str) -> None:
         node = self.nodes[name]
         argv = [sys.executable, "-m", "node.cli", "start", "-c", str(node.config)]
+        if name == self.planted and self.plant:
+            argv[2:3] = ["node.testnet.plants", self.plant]
         with open(node.log, "ab") as log_file:
             self.processes[name] = subprocess.Popen(
                 self.network.exec_args(name, argv), stdout=log_file,

@@ -59,10 +59,12 @@ class Options:
     report_directory: Path = Path("reports")
     quiet_s: float = faults_.QUIET_S
     keep: bool = False
+    plant: str | None = None  # a bug planted in the first validator (node.testnet.plants)
 
     def replay(self) -> str:
         return (f"medledger testnet --validators {self.validators} --observers {self.observers} "
-                f"--seconds {self.seconds:g} --seed {self.seed} --rate {self.rate:g}")
+                f"--seconds {self.seconds:g} --seed {self.seed} --rate {self.rate:g}"
+                + (f" --plant {self.plant}" if self.plant else ""))
 
 
 @dataclass(slots=True)
@@ -83,7 +85,7 @@ class Testnet:
         self.nodes = nodes
         self.by_name = {node.name: node for node in nodes}
         self.validators = [node.name for node in nodes if node.validator]
-        self.processes = NodeProcesses(network, nodes)
+        self.processes = NodeProcesses(network, nodes, plant=options.plant)
         self.run_dir = run_dir
         self.client_dir = run_dir / "client"
         self.crashes: list[dict[str, Any]] = []
@@ -486,7 +488,7 @@ def main_from_args(args: Any) -> int:
     options = Options(validators=args.validators, observers=args.observers,
                       seconds=args.seconds, seed=args.seed, rate=args.rate,
                       directory=Path(args.dir), report_directory=Path(args.report_dir),
-                      keep=args.keep)
+                      keep=args.keep, plant=args.plant)
     if os.geteuid() != 0:
         print("medledger testnet: must run as root (it makes network namespaces)",
               file=sys.stderr)
