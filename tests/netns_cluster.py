@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,18 +128,6 @@ def cluster(directory: Path, *, validators: int = 3,
         finally:
             for member in members:
                 member.stop()
-
-
-def wait_for(predicate: Any, *, timeout_s: float, interval_s: float = 0.2,
-             what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def leader(members: list[HostNode]) -> HostNode | None:

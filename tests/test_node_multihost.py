@@ -19,8 +19,8 @@ from netns_cluster import (
     dump_logs,
     leader,
     skip_reason,
-    wait_for,
 )
+from node_harness import wait_for
 
 from ledger.bodies import PartyKind, RegisterParty
 from ledger.tx import sign_transaction
