@@ -49,15 +49,20 @@ def test_short_testnet_run_meets_the_pass_criteria(tmp_path: Path) -> None:
 PLANTED_SECONDS = 30
 
 
-def test_a_node_that_acknowledges_before_the_commit_fails_the_history_check(
-    tmp_path: Path,
+@pytest.mark.parametrize(("plant", "caught_as"), [
+    ("ack-early", ("lost",)),
+    ("apply-twice", ("duplicates", "divergent_heights")),
+])
+def test_a_planted_bug_fails_the_history_check(
+    tmp_path: Path, plant: str, caught_as: tuple[str, ...],
 ) -> None:
-    """The same run with a bug planted in the first validator (node.testnet.plants
-    ack-early: a tx is reported committed as soon as it is admitted, at a guessed height
-    and position): the history check must catch it as acknowledged txs lost."""
+    """The same kind of run with a bug planted in the first validator
+    (node.testnet.plants): a node that acknowledges a tx before its commit is durable
+    (ack-early: as soon as it is admitted, at a guessed height and position), or one that
+    applies a block twice. The history check must catch each."""
     completed = subprocess.run(
         [sys.executable, "-m", "node.cli", "testnet", "--validators", "3", "--observers", "0",
-         "--seconds", str(PLANTED_SECONDS), "--seed", str(SEED), "--plant", "ack-early",
+         "--seconds", str(PLANTED_SECONDS), "--seed", str(SEED), "--plant", plant,
          "--dir", str(tmp_path / "data"), "--report-dir", str(tmp_path / "reports")],
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
     )
@@ -65,7 +70,8 @@ def test_a_node_that_acknowledges_before_the_commit_fails_the_history_check(
     assert lines, f"no JSON line; stderr:\n{completed.stderr[-4000:]}"
     result = json.loads(lines[-1])
     assert result["acknowledged"] > 0, result
-    assert result["lost"] > 0, result
+    for count in caught_as:
+        assert result[count] > 0, (count, result)
     assert not result["pass"], result
     assert completed.returncode != 0
-    assert "--plant ack-early" in result["replay"], result
+    assert f"--plant {plant}" in result["replay"], result

@@ -7,6 +7,10 @@ way. Nothing here is imported by a node that was not started through this module
 - ``ack-early``: the node tells its clients a tx committed as soon as it admits it, at
   the next height and the tx's position in its submitted batch: an acknowledgement before
   any commit, let alone a durable one. The history check must report those acks lost.
+- ``apply-twice``: the first block at or above height APPLY_TWICE_HEIGHT with txs is
+  applied twice: the next committed block entry applies a copy of it as the next height
+  (its txs again, in a block no other node has). The history check must report
+  duplicates and a divergent height.
 """
 
 from __future__ import annotations
@@ -20,12 +24,55 @@ import trio
 
 from ledger.results import ResultCode
 
-PLANTS = ("ack-early",)
+PLANTS = ("ack-early", "apply-twice")
+APPLY_TWICE_HEIGHT = 20
 
 
 def install(name: str) -> None:
     if name not in PLANTS:
         raise SystemExit(f"unknown plant {name!r}; plants: {', '.join(PLANTS)}")
+    if name == "apply-twice":
+        _install_apply_twice()
+    else:
+        _install_ack_early()
+
+
+def _install_apply_twice() -> None:
+    from consensus.types import EntryType
+    from ledger.block import make_block
+    from ledger.crypto import SigningKey
+    from node.chain import ApplyResult, Chain
+
+    original = Chain.apply_entry
+    state: dict[str, Any] = {"done": False, "again": None}
+
+    def apply_entry_twice(self: Any, entry: Any) -> Any:
+        again = state["again"]
+        if again is not None and entry.type is EntryType.NORMAL and entry.data and \
+                entry.index > self.blocks.applied_index():
+            # The next block entry applies the copy instead (the applied index must move).
+            state["again"] = None
+            applied = self._apply_block(again, again.tx_ids(), applied_index=entry.index)
+            return ApplyResult(entry.index, applied=applied, tx_ids_in_entry=again.tx_ids())
+        result = original(self, entry)
+        applied = result.applied
+        if state["done"] or applied is None or not applied.block.txs or \
+                applied.block.header.height < APPLY_TWICE_HEIGHT:
+            return result
+        state["done"] = True
+        block, header = applied.block, applied.block.header
+        state["again"] = make_block(
+            SigningKey.generate(), chain_id=self.chain_id, height=header.height + 1,
+            previous_hash=block.hash, timestamp_ms=header.timestamp_ms + 1,
+            txs=list(block.txs), state_height=header.state_height,
+            results_root=header.results_root, state_root=header.state_root,
+            raft_term=header.raft_term, raft_index=header.raft_index + 1)
+        return result
+
+    Chain.apply_entry = apply_entry_twice  # type: ignore[method-assign]
+
+
+def _install_ack_early() -> None:
     from node.api import TxResultEvent
     from node.service import Node
 
