@@ -719,22 +719,31 @@ class Node:
             if leader_peer is None:
                 continue
             now = time.monotonic()
-            due = [
-                tx for tx in self.mempool.forwardable(now)
-                if now - self._forwarded_at.get(tx.tx_id, -math.inf) >= REFORWARD_AFTER_SECONDS
-            ][: wire.FORWARD_TXS_MAX]
-            if not due:
+            pending = self.mempool.forwardable(now)
+            # From the oldest tx that is due on, everything: a tx is never sent ahead of an
+            # older one that needs sending again (the leader would commit it first, and
+            # the older one would then be NONCE_STALE). Duplicates cost the leader little.
+            first_due = next((index for index, tx in enumerate(pending) if now - (
+                self._forwarded_at.get(tx.tx_id, -math.inf)) >= REFORWARD_AFTER_SECONDS), None)
+            if first_due is None:
                 continue
+            due = pending[first_due:first_due + wire.FORWARD_TXS_MAX]
             for tx in due:
                 self._forwarded_at[tx.tx_id] = now
             request = wire.Request(wire.RequestKind.FORWARD_TXS, 0, 0,
                                    tuple(tx.raw for tx in due))
             try:
-                await self._transport().request(leader_peer, request.encode(), timeout_s=5.0)
+                answer = await self._transport().request(leader_peer, request.encode(),
+                                                         timeout_s=5.0)
+                refused = [tx for tx, code in zip(
+                    due, decode(wire.ForwardResult, answer,
+                                size_bytes_max=wire.MESSAGE_BYTES_MAX).codes, strict=False)
+                    if code not in (ResultCode.OK, ResultCode.DUPLICATE)]
             except (MedledgerError, OSError, trio.TooSlowError) as error:
                 self.log.info("forward to leader failed", error=str(error))
-                for tx in due:
-                    self._forwarded_at.pop(tx.tx_id, None)
+                refused = due
+            for tx in refused:  # due again at once (a full mempool there, say)
+                self._forwarded_at.pop(tx.tx_id, None)
             if len(due) == wire.FORWARD_TXS_MAX:
                 self._forward_wakeup.set()
 
