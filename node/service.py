@@ -169,7 +169,7 @@ class Node:
         self._catching_up = False
         self._nursery: trio.Nursery | None = None
         self._apply_lock = trio.Lock()
-        self.disk = DiskFullGuard(self.log)
+        self.disk = DiskFullGuard(config.data_dir, self.log)
         self._apply_send: trio.MemorySendChannel[ApplyItem] | None = None
 
     # ================================================================== lifecycle
@@ -179,6 +179,8 @@ class Node:
         return self.public_key in self._validators
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.disk.wait_for_space(what="opening the database")
         await trio.to_thread.run_sync(self._open_storage)
         assert self.store is not None and self.chain is not None
         try:

@@ -123,14 +123,15 @@ def test_a_full_disk_stalls_writes_and_the_node_resumes_when_space_returns(
     tmp_path: Path,
 ) -> None:
     """LevelDB failing with ENOSPC used to stop the node (StorageError out of the raft
-    driver). Now persistence stalls, health says so, and writes resume after."""
+    driver). Now writes stall while less than the reserve is free, health says so, and
+    writes resume after; a restart on the full disk waits for space too."""
     import subprocess
 
     with network(tmp_path, validators=1, observers=0, start=False) as processes:
         node = processes[0]
         data = tmp_path / node.node.name / "data"
         data.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(data)],
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(data)],
                        check=True, timeout=10)
         try:
             node.start()
@@ -159,6 +160,21 @@ def test_a_full_disk_stalls_writes_and_the_node_resumes_when_space_returns(
             health = node.call("node_health")
             assert health["ready"] and not health["details"]["disk_full"], health
             assert "disk full: writes stalled" in node.log_text()
+            # A restart while the disk is full waits for space instead of failing.
+            node.stop()
+            with open(filler, "wb") as handle:
+                try:
+                    while True:
+                        handle.write(b"\0" * 65536)
+                except OSError:
+                    pass
+            node.start()
+            wait_for(lambda: '"what": "opening the database"' in node.log_text(),
+                     timeout_s=20, what="the restarted node waiting for space")
+            time.sleep(1.0)
+            assert node.process is not None and node.process.poll() is None, node.log_text()
+            filler.unlink()
+            wait_ready(processes)
         finally:
             node.stop()
             subprocess.run(["umount", "-l", str(data)], check=False, timeout=10)
