@@ -713,11 +713,13 @@ class Libp2pTransport:
         return "closed"
 
     async def _ping(self, peer_id: str) -> bool:
-        """False only when the peer says nothing within the timeout: a refusal or a reset
-        is an answer (the connection is alive; a closed one is noticed without pings)."""
+        """False when no pong comes within the timeout, or the ping stream cannot even be
+        opened (a connection that fails every stream is as dead as a silent one)."""
         with trio.move_on_after(self._timings.liveness_timeout_s):
-            with contextlib.suppress(Exception):
+            try:
                 await self._pinger.ping(ID.from_base58(peer_id), 1)
+            except Exception:  # refused, reset, no stream: no pong
+                return False
             return True
         return False
 

@@ -874,7 +874,7 @@ class Node:
     async def _sync_once(self, *, target_height: int | None = None) -> bool:
         """Fetch and apply one range of blocks from the best peer. True if it advanced."""
         chain = self._chain()
-        best: tuple[int, str] | None = None
+        ahead: list[tuple[int, str]] = []
         for peer in self._transport().peers():
             if not peer.connected:
                 continue
@@ -885,15 +885,23 @@ class Node:
                 head = decode(wire.Head, answer, size_bytes_max=1024)
             except (MedledgerError, OSError, trio.TooSlowError):
                 continue
-            if head.height > chain.height and (best is None or head.height > best[0]):
-                best = (head.height, peer.peer_id)
-        if best is None:
-            return False
-        goal = best[0] if target_height is None else min(best[0], target_height)
+            if head.height > chain.height:
+                ahead.append((head.height, peer.peer_id))
+        # The highest head first; when that peer fails the range, the next one (one peer
+        # whose streams fail must not stop us following: it did, 700 blocks behind).
+        for height, peer_id in sorted(ahead, reverse=True):
+            goal = height if target_height is None else min(height, target_height)
+            if await self._sync_range(peer_id, goal):
+                return True
+        return False
+
+    async def _sync_range(self, peer_id: str, goal: int) -> bool:
+        """Fetch and apply blocks from our height + 1 towards ``goal`` from one peer."""
+        chain = self._chain()
         request = wire.Request(wire.RequestKind.GET_BLOCKS, chain.height + 1, goal, ())
         self._catching_up = True
         try:
-            answer = await self._transport().request(best[1], request.encode(), timeout_s=30.0)
+            answer = await self._transport().request(peer_id, request.encode(), timeout_s=30.0)
             blocks = decode(wire.BlockRange, answer, size_bytes_max=wire.MESSAGE_BYTES_MAX)
             for data in blocks.blocks:
                 applied = await self._apply_in_thread(chain.apply_synced_block, data)
@@ -902,7 +910,7 @@ class Node:
                 if applied.validator_changes:
                     await self._validators_changed()
         except (MedledgerError, OSError, trio.TooSlowError) as error:
-            self.log.info("block sync failed", peer=best[1], error=str(error))
+            self.log.info("block sync failed", peer=peer_id, error=str(error))
             return False
         finally:
             self._catching_up = False
