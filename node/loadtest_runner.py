@@ -66,6 +66,18 @@ def worker_pool(raws: Sequence[bytes]) -> WorkerPool:
                       tuple(f'"0x{raw.hex()}"' for raw in raws))
 
 
+def watch_and_submit_text(filter_id: int, submit_id: int, subscription: str,
+                          quoted_ids: Sequence[str], quoted_raws: Sequence[str]) -> str:
+    """One JSON-RPC batch, prebuilt as text: watch these tx ids on the txResults
+    subscription, then submit their raws (the ids and raws already JSON-quoted)."""
+    return (
+        f'[{{"jsonrpc":"2.0","id":{filter_id},"method":"chain_addTxFilter","params":'
+        f'{{"subscription":"{subscription}","tx_ids":[' + ",".join(quoted_ids)
+        + f']}}}},{{"jsonrpc":"2.0","id":{submit_id},"method":"tx_submitBatch",'
+        '"params":{"raws":[' + ",".join(quoted_raws) + "]}}]"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RoundPlan:
     urls: tuple[str, ...]  # one per worker
@@ -396,13 +408,9 @@ class Round:
         pool, start = worker.pool, worker.cursor
         ids = pool.ids[start:start + count]
         filter_id, submit_id = rpc.new_id(), rpc.new_id()
-        text = (
-            f'[{{"jsonrpc":"2.0","id":{filter_id},"method":"chain_addTxFilter","params":'
-            f'{{"subscription":"{worker.subscription}","tx_ids":['
-            + ",".join(pool.quoted_ids[start:start + count])
-            + f']}}}},{{"jsonrpc":"2.0","id":{submit_id},"method":"tx_submitBatch",'
-            '"params":{"raws":[' + ",".join(pool.quoted_raws[start:start + count]) + "]}}]"
-        )
+        text = watch_and_submit_text(filter_id, submit_id, worker.subscription,
+                                     pool.quoted_ids[start:start + count],
+                                     pool.quoted_raws[start:start + count])
         worker.cursor += count
         if measured:
             worker.submitted_measured += count

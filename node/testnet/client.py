@@ -45,7 +45,7 @@ from node.loadtest_client import (
 )
 from node.loadtest_config import DEFAULT_WEIGHTS
 from node.loadtest_prepare import prepare
-from node.loadtest_runner import NOTIFICATION_METHOD, worker_pool
+from node.loadtest_runner import NOTIFICATION_METHOD, watch_and_submit_text, worker_pool
 from node.loadtest_workload import generate_pool
 
 SUBMIT_INTERVAL_S = 0.1
@@ -159,13 +159,9 @@ class Lane:
         self.cursor += count
         ids = pool.ids[start:start + count]
         filter_id, submit_id = rpc.new_id(), rpc.new_id()
-        text = (
-            f'[{{"jsonrpc":"2.0","id":{filter_id},"method":"chain_addTxFilter","params":'
-            f'{{"subscription":"{subscription}","tx_ids":['
-            + ",".join(pool.quoted_ids[start:start + count])
-            + f']}}}},{{"jsonrpc":"2.0","id":{submit_id},"method":"tx_submitBatch",'
-            '"params":{"raws":[' + ",".join(pool.quoted_raws[start:start + count]) + "]}}]"
-        )
+        text = watch_and_submit_text(filter_id, submit_id, subscription,
+                                     pool.quoted_ids[start:start + count],
+                                     pool.quoted_raws[start:start + count])
         sent = time.time()
         for tx_id in ids:
             self.sent_at[tx_id] = sent
