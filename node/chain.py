@@ -206,6 +206,14 @@ class Chain:
             head.height, head.block_hash, self._timestamp_of(head.height)
         )
 
+    def storage_reopened(self) -> None:
+        """The store was reopened after a failed write: read the head again (the failed
+        block may or may not have been applied) and forget the cached state."""
+        self._apply_state.clear()
+        head = self.blocks.head()
+        assert head is not None
+        self._head = (head.height, head.block_hash, self._timestamp_of(head.height))
+
     # ------------------------------------------------------------------ reading
 
     def head(self) -> tuple[int, bytes, int]:

@@ -1,7 +1,7 @@
 """A full disk stalls the node's writes; it does not stop the node.
 
-Before every LevelDB write that matters (raft persistence, applying a block) the guard
-looks at the free space of the data directory's file system; below
+Before every LevelDB write that matters (raft persistence, applying a block, snapshots)
+the guard looks at the free space of the data directory's file system; below
 ``FREE_BYTES_RESERVE`` the write waits, retried each second, until space returns. Raft
 persistence stalls before anything of its Ready is sent or applied, so the node simply
 stops voting and acknowledging and the rest of the consortium goes on without it; a
@@ -10,12 +10,16 @@ stalled block leaves the chain as it was. The node keeps serving reads, reports
 minute while it lasts, one when it ends. At start, the node waits for space before it
 opens its database.
 
-Why not simply retry a write that failed with ENOSPC: LevelDB may have appended part of
-the record to its log, and records written after a torn one are unreadable at the next
-open ("Corruption: checksum mismatch", seen in the chaos testnet), so writes acknowledged
-after the retry could be lost. A write that fails for want of space anyway (the disk
-filled between the check and the write) therefore still stops the node: LevelDB drops a
-torn record at the end of its log when it reopens, and nothing after it was written.
+The disk can still fill between the check and the write, or under one of LevelDB's
+background flushes (another process filling the disk at once). Such a write fails with
+:class:`~storage.errors.DiskFullError`, and the handle takes no more writes: LevelDB keeps
+a failed flush as a sticky error, and a record appended after a torn one would be
+unreadable at the next open ("Corruption: checksum mismatch", seen in the chaos testnet).
+The guard then recovers the way a restart would, without one: it stops new writes, lets
+those in flight finish, waits for space, reopens the database (LevelDB replays its log up
+to the last whole record, so every write that returned is kept and the failed one is
+whole or absent) and retries the failed write, which is idempotent (raft persistence of
+the same Ready, an apply of a block that is either applied or not).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
+
+from storage.errors import DiskFullError
 
 T = TypeVar("T")
 
@@ -42,7 +48,10 @@ def free_bytes(path: Path) -> int:
 
 
 class DiskFullGuard:
-    """Shared by every writer of one node: ``full`` is what health reports."""
+    """Shared by every writer of one node: ``full`` is what health reports.
+
+    ``reopen`` (set once the database is open) closes and opens it again; it runs on the
+    Trio thread, so the event loop's own reads (the raft log) never see it half done."""
 
     def __init__(self, path: Path, log: Any, *,
                  reserve_bytes: int = FREE_BYTES_RESERVE) -> None:
@@ -51,6 +60,12 @@ class DiskFullGuard:
         self._reserve_bytes = reserve_bytes
         self.full = False
         self.stalls = 0
+        self.reopens = 0
+        self.reopen: Callable[[], None] | None = None
+        self._writes_in_flight = 0
+        self._writes_done = trio.Event()
+        self._reopen_needed = False
+        self._recovery_lock = trio.Lock()
 
     async def wait_for_space(self, *, what: str) -> None:
         """Return once the file system has the reserve free (at once, nearly always)."""
@@ -77,6 +92,43 @@ class DiskFullGuard:
                               stalled_s=round(trio.current_time() - stalled_at, 1))
 
     async def run_in_thread(self, function: Callable[[], T], *, what: str) -> T:
-        """``trio.to_thread.run_sync(function)`` once the reserve is free."""
-        await self.wait_for_space(what=what)
-        return await trio.to_thread.run_sync(function)
+        """``trio.to_thread.run_sync(function)`` once the reserve is free; after a failed
+        write for want of space, reopen the database and run ``function`` again."""
+        while True:
+            while self._reopen_needed:
+                await self._recover(what=what)
+            await self.wait_for_space(what=what)
+            if self._reopen_needed:
+                continue
+            self._writes_in_flight += 1
+            try:
+                return await trio.to_thread.run_sync(function)
+            except DiskFullError as error:
+                if self.reopen is None:
+                    raise
+                if not self._reopen_needed:
+                    self._reopen_needed = True
+                    self.full = True
+                    self._log.error("disk full: a write failed, reopening the database "
+                                    "once space returns", what=what, error=str(error))
+            finally:
+                self._writes_in_flight -= 1
+                if self._writes_in_flight == 0:
+                    self._writes_done.set()
+                    self._writes_done = trio.Event()
+
+    async def _recover(self, *, what: str) -> None:
+        async with self._recovery_lock:
+            if not self._reopen_needed:
+                return  # another writer recovered meanwhile
+            while self._writes_in_flight:
+                await self._writes_done.wait()
+            await self.wait_for_space(what=what)
+            assert self.reopen is not None
+            started = trio.current_time()
+            self.reopen()  # on the Trio thread: see the class docstring
+            self.reopens += 1
+            self._reopen_needed = False
+            self.full = False
+            self._log.warning("database reopened after a failed write; writes resumed",
+                              what=what, reopen_s=round(trio.current_time() - started, 3))

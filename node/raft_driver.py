@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from consensus.confchange import ConfChangeError
 from consensus.errors import InvalidMessageError, UnknownPeerError
 from consensus.raw_node import RawNode, Ready
 from consensus.state import ProposalOutcome, Role, SoftState
@@ -202,7 +203,7 @@ class RaftDriver:
             if proposed is not None and self._metrics is not None:
                 self._metrics.observe_stage("replication", now - proposed)
             if entry.type is EntryType.CONF_CHANGE:
-                self._apply_conf_change(entry)
+                await self._apply_conf_change(entry)
             await self._apply_channel.send(entry)
         self.raw_node.advance(ready)
 
@@ -217,15 +218,23 @@ class RaftDriver:
                        term=self.raw_node.status().hard_state.term)
         self._on_soft_state(soft)
 
-    def _apply_conf_change(self, entry: Entry) -> None:
+    async def _apply_conf_change(self, entry: Entry) -> None:
         try:
             change = decode_conf_change(entry.data)
         except DecodeError as error:  # committed, so every node skips it alike
             self._log.error("undecodable conf change skipped", index=entry.index,
                             error=str(error))
             return
-        conf_state = self.raw_node.apply_conf_change(change)
-        self._storage.set_conf_state(conf_state, index=entry.index, sync=True)
+        try:
+            conf_state = self.raw_node.apply_conf_change(change)
+        except ConfChangeError as error:  # refused alike on every node: nothing changes
+            self._log.error("committed conf change refused", index=entry.index,
+                            error=str(error))
+            return
+        await self._disk.run_in_thread(
+            functools.partial(self._storage.set_conf_state, conf_state, index=entry.index,
+                              sync=True),
+            what="recording the conf state")
         self._log.info("membership changed", index=entry.index, voters=list(conf_state.voters),
                        learners=list(conf_state.learners),
                        joint=bool(conf_state.voters_outgoing))
@@ -251,11 +260,13 @@ class RaftDriver:
             return
 
         def work() -> None:
-            self._storage.create_snapshot(snapshot_index, conf_state, data)
+            # Idempotent: a full disk may make the guard run it again after a reopen.
+            if self._storage.snapshot().metadata.index < snapshot_index:
+                self._storage.create_snapshot(snapshot_index, conf_state, data)
             compact_to = snapshot_index - self._compaction_margin_entries
             if compact_to > self._storage.first_index():
                 self._storage.compact(compact_to)
 
-        await trio.to_thread.run_sync(work)
+        await self._disk.run_in_thread(work, what="taking a raft snapshot")
         self._last_snapshot_index = snapshot_index
         self._log.info("snapshot taken", index=snapshot_index)

@@ -183,6 +183,7 @@ class Node:
         await self.disk.wait_for_space(what="opening the database")
         await trio.to_thread.run_sync(self._open_storage)
         assert self.store is not None and self.chain is not None
+        self.disk.reopen = self._reopen_storage
         try:
             async with trio.open_nursery() as nursery:
                 await self._start_services(nursery)
@@ -194,6 +195,12 @@ class Node:
             with trio.move_on_after(SHUTDOWN_GRACE_SECONDS) as cleanup:
                 cleanup.shield = True
                 await trio.to_thread.run_sync(self._close)
+
+    def _reopen_storage(self) -> None:
+        """After a write failed for want of space (see node.diskfull)."""
+        assert self.store is not None and self.chain is not None
+        self.store.reopen()
+        self.chain.storage_reopened()
 
     def _open_storage(self) -> None:
         from node.metrics import Metrics

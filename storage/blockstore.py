@@ -28,12 +28,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import plyvel
-
 from consensus.types import ConfState
 from ledger import limits
 from storage import keys
-from storage.database import Database, read_error, undecodable
+from storage.database import READ_ERRORS, Database, read_error, undecodable
 from storage.errors import BlockConflictError, BlockHashMismatchError, CorruptionError
 
 if TYPE_CHECKING:
@@ -124,10 +122,17 @@ class BlockStore:
         verify_block: Callable[[bytes, bytes], bool] | None = None,
     ) -> None:
         self._database = database
-        self._db = database.db
         self._verify_block = verify_block
         self._head: ChainHead | None = None
+        self._load_records()
+        self.active_import: StateImport | None = None
+        if self.interrupted_import() is None:
+            self._clear_generation(self.staging_generation)
+
+    def _load_records(self) -> None:
+        database = self._database
         payload = database.get(keys.META_HEAD_KEY)
+        self._head = None
         if payload is not None:
             if len(payload) != _HEAD.size:
                 raise undecodable(keys.META_HEAD_KEY, f"{len(payload)} bytes, expected 40")
@@ -139,9 +144,10 @@ class BlockStore:
         assert generation is not None
         self._generation = generation
         self._state_prefix = keys.state_prefix(generation)
-        self.active_import: StateImport | None = None
-        if self.interrupted_import() is None:
-            self._clear_generation(self.staging_generation)
+
+    def reload(self) -> None:
+        """Read the head and state generation again (after :meth:`Database.reopen`)."""
+        self._load_records()
 
     # ------------------------------------------------------------------ chain meta
 
@@ -264,8 +270,8 @@ class BlockStore:
     def block(self, height: int) -> StoredBlock | None:
         key = keys.block_key(height)
         try:
-            value = self._db.get(key, verify_checksums=True)
-        except plyvel.Error as error:
+            value = self._database.db.get(key, verify_checksums=True)
+        except READ_ERRORS as error:
             raise read_error(key, error) from None
         if value is None:
             return None
@@ -295,13 +301,13 @@ class BlockStore:
         total_bytes = 0
         expected = first_height
         stop_height = min(last_height, first_height + RANGE_BLOCKS_MAX - 1)
-        iterator = self._db.iterator(
-            start=keys.block_key(first_height),
-            stop=keys.block_key(stop_height + 1),
-            verify_checksums=True,
-        )
         key = keys.block_key(first_height)
         try:
+            iterator = self._database.db.iterator(
+                start=keys.block_key(first_height),
+                stop=keys.block_key(stop_height + 1),
+                verify_checksums=True,
+            )
             with iterator:
                 for key, value in iterator:
                     height = keys.U64.unpack_from(key, 1)[0]
@@ -313,7 +319,7 @@ class BlockStore:
                         break
                     result.append(block)
                     expected += 1
-        except plyvel.Error as error:
+        except READ_ERRORS as error:
             raise read_error(key, error) from None
         return result
 

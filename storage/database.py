@@ -30,6 +30,7 @@ from storage.errors import (
     ChainMismatchError,
     CorruptionError,
     DataDirectoryInUseError,
+    DiskFullError,
     SchemaMismatchError,
     StorageError,
 )
@@ -94,30 +95,48 @@ class DatabaseOptions:
 T = TypeVar("T")
 
 
+# How LevelDB words a failed write for want of space (its IO errors carry strerror).
+_NO_SPACE_MESSAGES = ("No space left on device", "Disk quota exceeded")
+
+
 def _wrap_plyvel_errors(what: str, call: Callable[[], T]) -> T:
     try:
         return call()
     except plyvel.CorruptionError as error:
         raise CorruptionError(f"LevelDB reports corruption while {what}: {error}") from None
     except plyvel.Error as error:
-        raise StorageError(f"LevelDB error while {what}: {error}") from None
+        message = str(error)
+        if any(text in message for text in _NO_SPACE_MESSAGES):
+            raise DiskFullError(f"LevelDB ran out of space while {what}: {message}") from None
+        raise StorageError(f"LevelDB error while {what}: {message}") from None
 
 
 class Database:
     """The open LevelDB handle plus the few records every part of storage shares."""
 
-    def __init__(self, db: Any, path: Path, chain_id: str) -> None:
+    def __init__(self, db: Any, path: Path, chain_id: str,
+                 options: DatabaseOptions | None = None) -> None:
         # Use Database.open(); this constructor only wires an already-checked handle.
         self.db = db
         self.path = path
         self.chain_id = chain_id
+        self._options = options or DatabaseOptions()
         # (Raft index it took effect at, conf state): replaced whole, under _conf_lock.
         self._conf: tuple[int, ConfState] = (0, ConfState())
         self._conf_lock = threading.Lock()
         # The last applied Raft index (``m applied``); the block store writes it.
         self.applied_index = 0
         self._closed = False
+        # Set by the first write that fails: LevelDB may hold a torn record at the end of
+        # its log, and a record appended after it would be unreadable at the next open,
+        # so every later write is refused until :meth:`reopen`.
+        self._failed_write: StorageError | None = None
+        self._load_records()
+
+    def _load_records(self) -> None:
+        self._conf = (0, ConfState())
         self._load_conf_state()
+        self.applied_index = 0
         payload = self.get(keys.META_APPLIED_KEY)
         if payload is not None:
             if len(payload) != keys.U64.size:
@@ -145,10 +164,35 @@ class Database:
         db = _open_leveldb(path, options)
         try:
             _check_or_initialise(db, path, chain_id)
-            return cls(db, path, chain_id)
+            return cls(db, path, chain_id, options)
         except BaseException:
             db.close()
             raise
+
+    def reopen(self) -> None:
+        """Close and open LevelDB again, then reload the shared records: the one way out
+        of a failed write (LevelDB keeps a failed background flush as a sticky error, and
+        a torn record must not be followed by more). On opening, LevelDB replays its log
+        up to the last whole record, so every write that returned is kept and the failed
+        one is either whole or absent. Callers reload their own cached records after this
+        (:meth:`storage.store.Store.reopen`); no write may run meanwhile."""
+        assert not self._closed, "reopen an open database"
+        self.db.close()
+        db = _open_leveldb(self.path, self._options)
+        try:
+            _check_or_initialise(db, self.path, self.chain_id)
+        except BaseException:
+            db.close()
+            self._closed = True
+            raise
+        self.db = db
+        self._failed_write = None
+        self._load_records()
+
+    @property
+    def failed_write(self) -> StorageError | None:
+        """The error of the write that failed since the last open, if one did."""
+        return self._failed_write
 
     def close(self) -> None:
         if not self._closed:
@@ -165,7 +209,7 @@ class Database:
         """The payload stored under ``key`` (checksum verified), or None."""
         try:
             value = self.db.get(key, verify_checksums=True)
-        except plyvel.Error as error:
+        except READ_ERRORS as error:
             raise read_error(key, error) from None
         return None if value is None else keys.unseal(key, value)
 
@@ -179,12 +223,12 @@ class Database:
     ) -> Iterator[tuple[bytes, bytes]]:
         """(key, payload) pairs in ``[start, stop)``, checksums verified; payload is b""
         when ``include_value`` is false."""
-        source = self.db if snapshot is None else snapshot
-        iterator = source.iterator(
-            start=start, stop=stop, include_value=include_value, verify_checksums=True
-        )
         key = start
         try:
+            source = self.db if snapshot is None else snapshot
+            iterator = source.iterator(
+                start=start, stop=stop, include_value=include_value, verify_checksums=True
+            )
             with iterator:
                 if include_value:
                     for key, value in iterator:
@@ -192,7 +236,7 @@ class Database:
                 else:
                     for key in iterator:
                         yield key, b""
-        except plyvel.Error as error:
+        except READ_ERRORS as error:
             raise read_error(key, error) from None
 
     # ---- writes ----
@@ -209,7 +253,7 @@ class Database:
         (the Raft driver and the applier may write from different threads). Returns
         whether the conf state was written."""
         if conf_update is None:
-            _wrap_plyvel_errors(what, batch.write)
+            self._write_batch(batch, what)
             return False
         index, conf_state = conf_update
         with self._conf_lock:
@@ -217,10 +261,22 @@ class Database:
             if newer:
                 payload = keys.pack_u64(index) + conf_state.encode()
                 batch.put(keys.CONF_STATE_KEY, keys.seal(keys.CONF_STATE_KEY, payload))
-            _wrap_plyvel_errors(what, batch.write)
+            self._write_batch(batch, what)
             if newer:
                 self._conf = (index, conf_state)
         return newer
+
+    def _write_batch(self, batch: Any, what: str) -> None:
+        failed = self._failed_write
+        if failed is not None:
+            refusal = f"not {what}: an earlier write failed, reopen the database first ({failed})"
+            raise (DiskFullError if isinstance(failed, DiskFullError) else StorageError)(
+                refusal)
+        try:
+            _wrap_plyvel_errors(what, batch.write)
+        except StorageError as error:
+            self._failed_write = error
+            raise
 
     @property
     def conf_index(self) -> int:
@@ -273,7 +329,16 @@ def undecodable(key: bytes, reason: str) -> CorruptionError:
     return CorruptionError(f"stored value does not decode: {keys.describe_key(key)}: {reason}")
 
 
+# What a read may raise: plyvel's errors, and RuntimeError from a handle closed by
+# :meth:`Database.reopen` under a reader on another thread (it then simply fails).
+READ_ERRORS: tuple[type[Exception], ...] = (plyvel.Error, RuntimeError)
+
+
 def read_error(key: bytes, error: Exception) -> StorageError:
+    if not isinstance(error, plyvel.Error):
+        return StorageError(
+            f"cannot read {keys.describe_key(key)}: the database was being reopened ({error})"
+        )
     if isinstance(error, plyvel.CorruptionError):
         return CorruptionError(
             f"LevelDB reports corruption reading {keys.describe_key(key)}: {error}"

@@ -15,6 +15,7 @@ __all__ = [
     "ChainMismatchError",
     "CorruptionError",
     "DataDirectoryInUseError",
+    "DiskFullError",
     "SchemaMismatchError",
     "StateChunkError",
     "StorageError",
@@ -24,6 +25,13 @@ __all__ = [
 
 class DataDirectoryInUseError(StorageError):
     """Another process (or another open Store in this one) holds the LevelDB lock."""
+
+
+class DiskFullError(StorageError):
+    """A write failed for want of space (ENOSPC, EDQUOT), in the foreground or in a
+    LevelDB background flush. Nothing more is written through this handle: the database
+    must be reopened (:meth:`storage.store.Store.reopen`) once space has returned, and the
+    write retried."""
 
 
 class SchemaMismatchError(StorageError):

@@ -31,15 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import plyvel
-
 from consensus.ports import CompactedError, SnapshotOutOfDateError, UnavailableError
 from consensus.types import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata
 from ledger import limits
 from ledger.codec import decode
 from ledger.errors import CorruptionError, DecodeError
 from storage import keys
-from storage.database import Database, read_error
+from storage.database import READ_ERRORS, Database, read_error
 
 _HARD_STATE = struct.Struct(">QQQ")
 _LOG_BOUNDS = struct.Struct(">QQQ")
@@ -185,7 +183,6 @@ class LevelDBRaftStorage:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._db = database.db
         self._hard_state = HardState()
         self._bounds = LogBounds()
         self._snapshot_metadata = SnapshotMetadata()
@@ -193,6 +190,12 @@ class LevelDBRaftStorage:
         # Lowest entry key physically present; below ``start + 1`` it is garbage.
         self._physical_first = self._find_physical_first()
         self._collect_garbage()
+
+    def reload(self) -> None:
+        """Read the hard state, bounds and snapshot metadata again (after
+        :meth:`Database.reopen`: a write that failed may or may not be in the log)."""
+        self._load()
+        self._physical_first = self._find_physical_first()
 
     # ------------------------------------------------------------------ read side
 
@@ -214,7 +217,7 @@ class LevelDBRaftStorage:
             return self._read_entries(self._bounds, None, low, high, size_bytes_max)
         except _Inconsistent:
             pass
-        snapshot = self._db.snapshot()
+        snapshot = self._database.db.snapshot()
         try:
             bounds = self._stored_bounds(snapshot)
             try:
@@ -375,12 +378,12 @@ class LevelDBRaftStorage:
         total_bytes = 0
         expected = low
         runs_term = bounds.runs.term
-        source = self._db if snapshot is None else snapshot
-        iterator = source.iterator(
-            start=keys.entry_key(low), stop=keys.entry_key(high), verify_checksums=True
-        )
         key = keys.entry_key(low)
         try:
+            source = self._database.db if snapshot is None else snapshot
+            iterator = source.iterator(
+                start=keys.entry_key(low), stop=keys.entry_key(high), verify_checksums=True
+            )
             with iterator:
                 for key, value in iterator:
                     index = keys.U64.unpack_from(key, 1)[0]
@@ -397,7 +400,7 @@ class LevelDBRaftStorage:
                         break
                     result.append(entry)
                     expected += 1
-        except plyvel.Error as error:
+        except READ_ERRORS as error:
             raise read_error(key, error) from None
         if not result or (expected < high and total_bytes <= size_bytes_max):
             raise _Inconsistent(f"raft entry {expected} is missing from the log")
@@ -409,7 +412,7 @@ class LevelDBRaftStorage:
         def get(key: bytes) -> bytes | None:
             try:
                 value = source.get(key, verify_checksums=True)
-            except plyvel.Error as error:
+            except READ_ERRORS as error:
                 raise read_error(key, error) from None
             return None if value is None else keys.unseal(key, value)
 
@@ -475,7 +478,7 @@ class LevelDBRaftStorage:
             _expect_size(keys.RAFT_HARD_STATE_KEY, payload, _HARD_STATE.size)
             term, vote, commit = _HARD_STATE.unpack(payload)
             self._hard_state = HardState(term=term, vote=vote, commit=commit)
-        self._bounds = self._stored_bounds(self._db)
+        self._bounds = self._stored_bounds(self._database.db)
         payload = database.get(keys.RAFT_SNAPSHOT_KEY)
         if payload is not None:
             self._snapshot_metadata = _decode_snapshot(payload).metadata

@@ -58,6 +58,15 @@ class Store:
     def chain_id(self) -> str:
         return self.database.chain_id
 
+    def reopen(self) -> None:
+        """Recover from a failed write (:class:`~storage.errors.DiskFullError`): reopen
+        LevelDB and reload every cached record. Run it with no write in progress and
+        no other write started until it returns; reads on other threads meanwhile fail
+        with a StorageError."""
+        self.database.reopen()
+        self.raft.reload()
+        self.blocks.reload()
+
     def close(self) -> None:
         """Close LevelDB (idempotent). Every write already returned is in LevelDB's log."""
         self.database.close()
