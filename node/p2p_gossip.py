@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections import OrderedDict
@@ -141,8 +142,10 @@ class Gossip:
         timings: Timings,
         log: Any,
         is_admitted: Callable[[str], bool],
+        on_heard: Callable[[str], None] = lambda peer_id: None,
     ) -> None:
         self._host = host
+        self._on_heard = on_heard
         self._timings = timings
         self._log = log
         self._is_admitted = is_admitted
@@ -181,6 +184,8 @@ class Gossip:
     async def subscribe_and_drain(self, topic: str) -> None:
         """Subscribe to ``topic`` and drain its subscription for as long as we run."""
         async def validator(forwarder: ID, message: Any) -> bool:
+            with contextlib.suppress(Exception):  # liveness evidence only
+                self._on_heard(forwarder.to_base58())
             return await self._validate(topic, message)
 
         self.pubsub.set_topic_validator(topic, validator, True)

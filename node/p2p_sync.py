@@ -117,6 +117,8 @@ class SyncServer:
         self._is_admitted = is_admitted
         self._limiter = trio.CapacityLimiter(SYNC_REQUESTS_CONCURRENT_MAX)
         self.handler: RequestHandler | None = None
+        # Told of every admitted peer that sends a request (liveness evidence).
+        self.on_heard: Callable[[str], None] = lambda peer_id: None
         self.served = 0
         self.refused = 0
 
@@ -124,6 +126,8 @@ class SyncServer:
         """libp2p stream handler; never raises (that would tear the connection down)."""
         peer_id = stream.muxed_conn.peer_id.to_base58()
         log = self._log.bind(peer=peer_id)
+        if self._is_admitted(peer_id):
+            self.on_heard(peer_id)
         if not self._is_admitted(peer_id):
             self.refused += 1
             log.warning("sync request from a peer not admitted refused")
