@@ -115,12 +115,25 @@ class Mempool:
 
     def select(self, *, max_txs: int, max_bytes: int, now: float) -> list[Transaction]:
         """Take txs for the next block (arrival order, each signer's txs in nonce order;
-        held txs stay) and mark them in flight."""
+        held txs stay) and mark them in flight. A tx waits while a held tx of its signer
+        has a lower nonce: that one's owner has not forwarded it yet, and proposing the
+        later nonce first would make it NONCE_STALE (a relay that knew the earlier tx
+        only from gossip forwards the later ones without it). The wait ends when the
+        owner's forward releases it, or when it expires."""
         self.expire_held(now)
+        held_nonce_min: dict[bytes, int] = {}
+        for tx_id in self._held:
+            held = self._txs[tx_id]
+            known = held_nonce_min.get(held.signer)
+            if known is None or held.nonce < known:
+                held_nonce_min[held.signer] = held.nonce
         chosen: list[Transaction] = []
         total = 0
         for tx_id, tx in self._txs.items():
             if tx_id in self._inflight or tx_id in self._held:
+                continue
+            waits_for = held_nonce_min.get(tx.signer)
+            if waits_for is not None and waits_for < tx.nonce:
                 continue
             size = len(tx.raw)
             if len(chosen) >= max_txs or total + size > max_bytes:

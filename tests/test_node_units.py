@@ -66,6 +66,29 @@ def test_mempool_holds_gossiped_txs_until_their_owner_forwards_them() -> None:
     assert orphan.tx_id not in pool and pool.statistics().held_txs == 0
 
 
+def test_mempool_waits_for_a_held_lower_nonce_before_proposing_later_ones() -> None:
+    """A relay that knew a signer's nonce 1 only from gossip forwards nonces 2 and 3
+    without it; proposing them would make nonce 1 NONCE_STALE when its owner's forward
+    comes. They wait for it (or for its hold to expire); other signers do not wait."""
+    key, other = SigningKey(bytes([6]) * 32), SigningKey(bytes([7]) * 32)
+    first, second, third = (signed(key=key, nonce=n) for n in (1, 2, 3))
+    unrelated = signed(key=other, nonce=1)
+    pool = Mempool(max_txs=10, max_bytes=10_000, hold_s=30.0)
+    assert pool.add(first, held_since=100.0) is ResultCode.OK  # gossip
+    for tx in (second, third, unrelated):
+        assert pool.add(tx) is ResultCode.OK  # a relay's forward
+    assert pool.select(max_txs=10, max_bytes=10_000, now=101.0) == [unrelated]
+    assert pool.add(first) is ResultCode.DUPLICATE  # the owner's forward: released
+    assert [tx.nonce for tx in pool.select(max_txs=10, max_bytes=10_000, now=102.0)] == [
+        1, 2, 3]
+    # An earlier nonce whose owner never comes stops nothing beyond its hold.
+    later = Mempool(max_txs=10, max_bytes=10_000, hold_s=30.0)
+    later.add(first, held_since=100.0)
+    later.add(second)
+    assert later.select(max_txs=10, max_bytes=10_000, now=129.0) == []
+    assert later.select(max_txs=10, max_bytes=10_000, now=130.0) == [second]
+
+
 def test_mempool_byte_bound() -> None:
     tx = signed()
     pool = Mempool(max_txs=100, max_bytes=len(tx.raw))

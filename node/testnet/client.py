@@ -107,6 +107,9 @@ class Lane:
         self.output = output
         self.cursor = 0
         self.sent_at: dict[str, float] = {}
+        # Txs whose submit failed or timed out: they may still commit, but out of the
+        # lane's order (the node may read them late), so their codes prove nothing.
+        self.unconfirmed: set[str] = set()
 
     def on_notification(self, message: dict[str, Any], received_at: float) -> None:
         if message.get("method") != NOTIFICATION_METHOD:
@@ -120,7 +123,7 @@ class Lane:
             self.output.write("acks.jsonl", {
                 "tx": item["tx_id"], "h": item["height"], "p": item["position"],
                 "code": item.get("code_name"), "sent": sent, "t": now, "lane": self.index,
-                "node": self.url})
+                "node": self.url, "submit_failed": item["tx_id"] in self.unconfirmed})
 
     async def run(self, stop: trio.Event) -> None:
         while not stop.is_set() and self.cursor < len(self.pool):
@@ -182,6 +185,7 @@ class Lane:
 
     def _failed(self, ids: Sequence[str], error: str) -> None:
         # Not acknowledged; a failed submit may still commit (then it is simply unchecked).
+        self.unconfirmed.update(ids)
         self.output.write("events.jsonl", {"t": time.time(), "kind": "submit-failed",
                                            "lane": self.index, "txs": len(ids), "error": error})
 

@@ -439,8 +439,11 @@ def _analyse(testnet: Testnet, options: Options, origin: float, final_heal: floa
     crashes += [{"node": name, "exit_code": code, "at": "stop"}
                 for name, code in exit_codes.items() if code not in (0, None, -9, -15)]
     codes: dict[str, int] = {}
+    stale_in_order = 0
     for ack in acks_raw:
         codes[str(ack.get("code"))] = codes.get(str(ack.get("code")), 0) + 1
+        if ack.get("code") == "NONCE_STALE" and not ack.get("submit_failed"):
+            stale_in_order += 1
     criteria = {
         "no acknowledged tx lost": history.lost_txs == 0,
         "every acknowledged tx on every node (none lagging)": history.lagging_txs == 0,
@@ -451,6 +454,9 @@ def _analyse(testnet: Testnet, options: Options, origin: float, final_heal: floa
         f"first commit after the final heal within {FIRST_COMMIT_AFTER_HEAL_S_MAX:g} s":
             first_commit is not None and first_commit <= FIRST_COMMIT_AFTER_HEAL_S_MAX,
         "every node connected to every validator at the end": connected_end,
+        # Each lane's signers send increasing nonces to one node; a tx whose submit
+        # failed or timed out is not counted (the node may have read it late).
+        "no NONCE_STALE for in-order submissions": stale_in_order == 0,
     }
     passed = all(criteria.values())
     line = {
@@ -461,7 +467,7 @@ def _analyse(testnet: Testnet, options: Options, origin: float, final_heal: floa
         "gaps": history.gaps, "unreadable_nodes": history.unreadable_nodes,
         "node_crashes": len(crashes), "first_commit_after_final_heal_s": first_commit,
         "all_connected_at_end": connected_end,
-        "ack_codes": codes,
+        "ack_codes": codes, "nonce_stale_in_order": stale_in_order,
         "submit_failures": sum(event.get("txs", 0) for event in events
                                if event.get("kind") == "submit-failed"),
         "faults": len(faults), "recovery": _recovery_stats(faults),
