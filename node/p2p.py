@@ -71,9 +71,10 @@ from libp2p import new_host
 from libp2p.abc import INotifee
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.host.ping import PingService
+from libp2p.host.ping import ID as PING_PROTOCOL
 from libp2p.identity_utils import create_identity_from_seed
 from libp2p.io.exceptions import IOException
+from libp2p.io.utils import read_exactly
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
@@ -89,7 +90,12 @@ from libp2p.tools.anyio_service import background_trio_service
 from ledger.errors import ConfigError
 from node.logs import get_logger
 from node.p2p_conduct import ConductStatistics, PeerConduct
-from node.p2p_framing import STREAM_CLEANUP_S_MAX, cleanup_scope, reset_quietly
+from node.p2p_framing import (
+    STREAM_CLEANUP_S_MAX,
+    cleanup_scope,
+    close_quietly,
+    reset_quietly,
+)
 from node.p2p_gossip import Gossip, GossipStatistics
 from node.p2p_identity import peer_id_from_public_key, peer_id_from_seed
 from node.p2p_limits import (
@@ -134,6 +140,8 @@ LIBP2P_LOG_REPEAT_S = 60.0
 LIBP2P_LOG_KEYS_MAX = 4096
 # A connection that lived this long was healthy: the keeper's backoff starts afresh.
 STABLE_CONNECTION_S = 10.0
+# The libp2p ping protocol's payload.
+PING_PAYLOAD_BYTES = 32
 # What ``_ping`` says when no pong came in time (the one miss other traffic can excuse).
 PING_TIMED_OUT = "no pong in time"
 # Dial backoff for peers we know no address of (they may still dial us).
@@ -300,7 +308,6 @@ class Libp2pTransport:
         self._admission = trio.Event()
         self._frames_without_handler = 0
         self._refusals_logged: dict[str, float] = {}
-        self._pinger: Any = None
         self._conduct = PeerConduct(log=self.log, is_validator=self._validators.__contains__)
         self.connections_forgotten = 0
         self.liveness_drops = 0
@@ -428,7 +435,6 @@ class Libp2pTransport:
         assert self._host is None, "a transport runs once"
         _LibP2PLogBridge.install()
         host = self._host = self._build_host()
-        self._pinger = PingService(host)
         gossip = self._gossip = Gossip(host, timings=self._timings, log=self.log,
                                        on_heard=self._heard_from,
                                        is_admitted=self.admitted)
@@ -745,11 +751,29 @@ class Libp2pTransport:
         a silent one)."""
         with trio.move_on_after(self._timings.liveness_timeout_s):
             try:
-                await self._pinger.ping(ID.from_base58(peer_id), 1)
+                return await self._ping_once(peer_id)
             except Exception as error:  # refused, reset, no stream: no pong
                 return f"{type(error).__name__}: {error}"[:300]
-            return None
         return PING_TIMED_OUT
+
+    async def _ping_once(self, peer_id: str) -> str | None:
+        """One ping on a fresh stream (the libp2p ping protocol: 32 bytes echoed), which
+        is closed or reset however this ends. (py-libp2p's PingService keeps one stream
+        per peer and, when a ping is cancelled, keeps the dead one: every later ping to
+        that peer then failed at once, and the liveness check dropped a healthy
+        connection every 6 s for the rest of the run.)"""
+        assert self._host is not None
+        stream = await self._host.new_stream(ID.from_base58(peer_id), [PING_PROTOCOL])
+        try:
+            payload = os.urandom(PING_PAYLOAD_BYTES)
+            await stream.write(payload)
+            if await read_exactly(stream, PING_PAYLOAD_BYTES) != payload:
+                return "pong does not match the ping"
+        except BaseException:
+            await reset_quietly(stream)
+            raise
+        await close_quietly(stream)
+        return None
 
     def _dials_second(self, peer_id: str) -> bool:
         """Of two validators, the one that accepts the raft stream dials after a delay."""

@@ -386,3 +386,31 @@ async def test_a_stuck_peer_stops_holding_up_publish(nursery: trio.Nursery) -> N
         wait_s = FAST_TIMINGS.gossip_publish_wait_s_max
         assert elapsed < wait_s + 1.0, elapsed
         assert gossip.statistics.peers_found_stuck == 1
+
+
+async def test_a_ping_cut_short_does_not_spoil_the_next_ones(nursery: trio.Nursery) -> None:
+    """py-libp2p's PingService kept the stream of a ping that timed out and failed every
+    later ping to that peer at once ("'bool' object is not callable"), so the liveness
+    check dropped a healthy connection every 6 s, for good (chaos testnet, an observer
+    left 1,500 blocks behind). Each ping now has its own stream."""
+    from libp2p.host.ping import ID as PING_PROTOCOL
+    from libp2p.host.ping import handle_ping
+
+    harness = Harness("libp2p", nursery)
+    with trio.fail_after(TEST_TIMEOUT_S):
+        first, second = await harness.cluster(2)
+        await wait_until(lambda: connected(first, second.peer_id), what="connected")
+        answered = await first.transport._ping(second.peer_id)
+        assert answered is None, answered
+
+        async def silent(stream: Any) -> None:
+            await trio.sleep_forever()  # takes the ping, never answers
+
+        host = second.transport._host
+        host.set_stream_handler(PING_PROTOCOL, silent)
+        late = await first.transport._ping(second.peer_id)  # cut short at the timeout
+        assert late is not None and "in time" in late, late
+        host.set_stream_handler(PING_PROTOCOL, handle_ping)
+        for _ in range(3):
+            answered = await first.transport._ping(second.peer_id)
+            assert answered is None, answered
