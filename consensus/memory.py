@@ -20,15 +20,18 @@ class _Write:
     hard_state: HardState | None
     entries: tuple[Entry, ...]
     snapshot: Snapshot | None
+    # (index, configuration in effect from it), recorded by ``set_conf_state``.
+    conf: tuple[int, ConfState] | None = None
 
 
 class _Contents:
     """One copy of what storage holds: a snapshot, then entries from ``first``."""
 
-    __slots__ = ("before_first_term", "entries", "first", "hard_state", "snapshot")
+    __slots__ = ("before_first_term", "conf", "entries", "first", "hard_state", "snapshot")
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.hard_state = HardState()
+        self.conf: tuple[int, ConfState] | None = None
         self.snapshot = snapshot
         self.entries: list[Entry] = []
         self.first = snapshot.metadata.index + 1
@@ -38,6 +41,7 @@ class _Contents:
     def copy(self) -> _Contents:
         other = _Contents(self.snapshot)
         other.hard_state = self.hard_state
+        other.conf = self.conf
         other.entries = list(self.entries)
         other.first = self.first
         other.before_first_term = self.before_first_term
@@ -62,6 +66,13 @@ class _Contents:
             self._append(write.entries)
         if write.hard_state is not None:
             self.hard_state = write.hard_state
+        if write.conf is not None and (self.conf is None or write.conf[0] >= self.conf[0]):
+            self.conf = write.conf
+
+    def conf_state(self) -> ConfState:
+        """The recorded configuration if newer than the snapshot's, else the snapshot's."""
+        conf, snapshot = self.conf, self.snapshot.metadata
+        return conf[1] if conf is not None and conf[0] > snapshot.index else snapshot.conf_state
 
     def _install(self, snapshot: Snapshot) -> None:
         if snapshot.metadata.index < self.snapshot.metadata.index:
@@ -117,7 +128,7 @@ class MemoryStorage:
 
     def initial_state(self) -> tuple[HardState, ConfState]:
         contents = self._volatile
-        return contents.hard_state, contents.snapshot.metadata.conf_state
+        return contents.hard_state, contents.conf_state()
 
     def entries(self, low: int, high: int, size_bytes_max: int) -> list[Entry]:
         contents = self._volatile
@@ -164,6 +175,14 @@ class MemoryStorage:
             self.synced_writes += 1
         else:
             self.unsynced_writes += 1
+
+    def set_conf_state(self, conf_state: ConfState, *, index: int, sync: bool) -> None:
+        """Record the configuration in effect from ``index`` on (see the port)."""
+        write = _Write(None, (), None, (index, conf_state))
+        self._volatile.write(write)
+        self._unsynced.append(write)
+        if sync:
+            self.sync()
 
     def sync(self) -> None:
         """Make every earlier write durable (fsync)."""

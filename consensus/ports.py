@@ -87,6 +87,13 @@ class RaftStorage(Protocol):
         """Record a snapshot of application state as of ``index``."""
         ...
 
+    def set_conf_state(self, conf_state: ConfState, *, index: int, sync: bool) -> None:
+        """Record the configuration in effect from raft index ``index`` on (the shell calls
+        it after a committed conf change, before applying the entry); an older index than
+        the one recorded is ignored. ``initial_state`` returns it once it is newer than
+        the snapshot's."""
+        ...
+
 
 class RandomSource(Protocol):
     """Where Raft draws randomized election timeouts from: a seeded ``random.Random`` in

@@ -173,10 +173,6 @@ class ConfChange(Struct):
         return self.transition != ConfChangeTransition.JOINT_EXPLICIT
 
 
-def encode_conf_change(change: ConfChange) -> bytes:
-    return change.encode()
-
-
 def decode_conf_change(data: bytes) -> ConfChange:
     """Strictly decode the data of a CONF_CHANGE entry. Raises DecodeError."""
     return decode(ConfChange, data, size_bytes_max=CONF_CHANGE_SIZE_BYTES_MAX)
@@ -318,8 +314,3 @@ def decode_messages(
         except DecodeError as error:
             raise DecodeError(f"MessageBatch.messages[{position}]: {error}") from None
     return tuple(messages)
-
-
-def entry_size_bytes(entry: Entry) -> int:
-    """What an entry counts against byte limits: its payload, as etcd's payloadSize."""
-    return len(entry.data)

@@ -29,7 +29,7 @@ from ledger.crypto import (
 )
 from ledger.errors import DecodeError
 from ledger.merkle import EMPTY_ROOT, merkle_root
-from ledger.tx import CHAIN_ID_LENGTH_MAX
+from ledger.tx import CHAIN_ID_LENGTH_MAX, tx_id_of
 
 BLOCK_VERSION = 1
 ZERO_HASH = bytes(HASH_SIZE)
@@ -91,7 +91,7 @@ class Block(Struct):
         return self.header.hash
 
     def tx_ids(self) -> list[bytes]:
-        return [_sha256(raw).digest() for raw in self.txs]
+        return [tx_id_of(raw) for raw in self.txs]
 
 
 def tx_root(tx_ids: Sequence[bytes]) -> bytes:
@@ -138,7 +138,7 @@ def make_block(
         previous_hash=previous_hash,
         timestamp_ms=timestamp_ms,
         tx_count=len(txs),
-        tx_root=tx_root([_sha256(raw).digest() for raw in txs]),
+        tx_root=tx_root([tx_id_of(raw) for raw in txs]),
         state_height=state_height,
         results_root=results_root,
         state_root=state_root,
@@ -154,14 +154,22 @@ def decode_block(data: bytes, *, chain_id: str) -> Block:
     """Strictly decode a block and check everything that needs no state: chain id, tx count,
     tx root and the proposer's signature. Whether the proposer may propose, and whether the
     block extends the chain, is for the caller (it knows the validator set and the head)."""
+    return decode_block_with_ids(data, chain_id=chain_id)[0]
+
+
+def decode_block_with_ids(data: bytes, *, chain_id: str) -> tuple[Block, list[bytes]]:
+    """:func:`decode_block`, with the tx ids it hashed to check the tx root (so a caller
+    never hashes a tx twice). ``data`` is the block's canonical encoding: strict decoding
+    refuses any other, so a caller stores ``data`` rather than encoding the block again."""
     block = decode(Block, data, size_bytes_max=limits.BLOB_SIZE_BYTES_MAX)
     header = block.header
     if header.chain_id != chain_id:
         raise DecodeError(f"Block: chain id {header.chain_id!r} is not {chain_id!r}")
     if header.tx_count != len(block.txs):
         raise DecodeError(f"Block: tx_count {header.tx_count} but {len(block.txs)} txs")
-    if tx_root(block.tx_ids()) != header.tx_root:
+    tx_ids = block.tx_ids()
+    if tx_root(tx_ids) != header.tx_root:
         raise DecodeError("Block: tx_root does not match the transactions")
     if not verify(DOMAIN_BLOCK, header.proposer, header.encode(), block.signature):
         raise DecodeError("Block: proposer signature does not verify")
-    return block
+    return block, tx_ids

@@ -42,6 +42,12 @@ CHAIN_ID_LENGTH_MAX = 64
 _sha256 = hashlib.sha256
 
 
+def tx_id_of(raw: bytes) -> bytes:
+    """A tx's id: SHA-256 of its canonical bytes (the one definition; decoding is not
+    needed to know it)."""
+    return _sha256(raw).digest()
+
+
 _VERSION = UInt(minimum=TX_VERSION, maximum=TX_VERSION)
 _CHAIN_ID = Identifier(CHAIN_ID_LENGTH_MAX)
 _TYPE = Enum(TxType)
@@ -167,7 +173,7 @@ def decode_transaction(raw: bytes, *, lazy_body: bool = False) -> Transaction:
     for setter, value in zip(
         _TRANSACTION_SETTERS,
         (
-            version, chain_id, tx_type, signer, nonce, signature, raw, _sha256(raw).digest(),
+            version, chain_id, tx_type, signer, nonce, signature, raw, tx_id_of(raw),
             body, None if body is not None else body_tree,
         ),
         strict=True,
@@ -185,7 +191,7 @@ def envelope_of_checked(raw: bytes) -> Transaction:
         _TRANSACTION_SETTERS,
         (
             version, chain_id, _TX_TYPES[type_code], signer, nonce, signature, raw,
-            _sha256(raw).digest(), None, None,
+            tx_id_of(raw), None, None,
         ),
         strict=True,
     ):

@@ -1,82 +1,38 @@
 """The chain as this node holds it: applying committed blocks, and building new ones.
 
 Synchronous and single-threaded by contract: the node runs :meth:`Chain.apply_entry` in
-one worker thread at a time (it verifies signatures, runs the application and writes
-LevelDB), in Raft commit order. Every node runs exactly the same checks on exactly the
-same committed entries, so a block that fails a check is skipped by all of them alike:
-
-- the entry does not decode as a block of this chain, or its proposer's signature or tx
-  root is wrong;
-- the proposer is not a current validator;
-- it does not extend the head (height, previous hash), its timestamp does not increase,
-  or its raft term/index are not those of the entry carrying it (a stale proposal of an
-  earlier leader).
-
-A block that passes is applied: each tx gets the stateless result (re-checked here: a
-leader is not trusted with signatures), duplicates of committed txs are marked, the
-application runs the rest, and block, results, tx index, state writes and applied index
-go to LevelDB in one batch.
-
-The header commits to the results and state roots of an earlier block (``state_height``,
-see ledger/block.py). A node whose own roots for that height differ has diverged from the
-others: it stops (:class:`StateDivergenceError`), it cannot repair itself.
+one worker thread at a time, in Raft commit order. What a committed block does is decided
+by ledger.evaluation, purely (the checks every node skips a block for alike, the tx
+results, the state writes and roots); this module reads what that needs (the head, the
+validators, the roots, the stateless check of each tx, possibly in parallel) and writes
+the outcome: one LevelDB batch per raft entry, block or not, through one exit.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from consensus.types import Entry, EntryType
 from ledger import app as application
-from ledger.block import (
-    GENESIS_RESULTS_ROOT,
-    GENESIS_STATE_ROOT,
-    ZERO_HASH,
-    Block,
-    decode_block,
-    make_block,
-    next_state_root,
-    results_root,
-)
+from ledger import evaluation
+from ledger.block import ZERO_HASH, Block, decode_block, decode_block_with_ids, make_block
 from ledger.crypto import SigningKey
-from ledger.errors import DecodeError, LocalError
+from ledger.errors import DecodeError
+from ledger.evaluation import (
+    GENESIS_ROOTS,
+    BlockRejectedError,
+    ChainTip,
+    Roots,
+    StateDivergenceError,
+    roots_key,
+)
 from ledger.results import ResultCode
 from ledger.tx import Transaction
 from ledger.validation import check_batch
 from storage.blockstore import STATE_PAGE_ITEMS_MAX, BlockStore
 from storage.store import Store
-
-# Node-owned keys inside the state key space: per-height results and state roots, which
-# later headers commit to. The application never writes under this prefix.
-ROOTS_PREFIX = b"\xffnode/roots/"
-
-
-class StateDivergenceError(LocalError):
-    """Our results or state for a height differ from what the block's proposer computed."""
-
-
-def roots_key(height: int) -> bytes:
-    return ROOTS_PREFIX + height.to_bytes(8, "big")
-
-
-@dataclass(frozen=True, slots=True)
-class Roots:
-    results_root: bytes
-    state_root: bytes
-
-    def encode(self) -> bytes:
-        return self.results_root + self.state_root
-
-    @classmethod
-    def decode(cls, data: bytes) -> Roots:
-        assert len(data) == 64, "roots record is 64 bytes"
-        return cls(data[:32], data[32:])
-
-
-GENESIS_ROOTS = Roots(GENESIS_RESULTS_ROOT, GENESIS_STATE_ROOT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,117 +221,86 @@ class Chain:
         """Apply one committed raft entry (any type), durably, exactly once."""
         if entry.index <= self.blocks.applied_index():
             return ApplyResult(entry.index, skipped_reason="already applied")
+        result = ApplyResult(entry.index)
+        block: Block | None = None
         if entry.type is EntryType.CONF_CHANGE:
+            result.conf_change = entry.data
+        elif not entry.data:
+            result.skipped_reason = "no-op"  # a new leader's no-op
+        else:
+            try:
+                block, result.tx_ids_in_entry = decode_block_with_ids(
+                    entry.data, chain_id=self.chain_id)
+            except DecodeError as error:
+                result.skipped_reason = f"undecodable block: {error}"
+            else:
+                result.skipped_reason = self._rejection(block, entry.term, entry.index)
+        if block is None or result.skipped_reason is not None:
             self.blocks.record_applied_index(entry.index, sync=self.sync_applies)
-            return ApplyResult(entry.index, conf_change=entry.data)
-        if not entry.data:  # a new leader's no-op
-            self.blocks.record_applied_index(entry.index, sync=self.sync_applies)
-            return ApplyResult(entry.index, skipped_reason="no-op")
-        try:
-            block = decode_block(entry.data, chain_id=self.chain_id)
-        except DecodeError as error:
-            self.blocks.record_applied_index(entry.index, sync=self.sync_applies)
-            return ApplyResult(entry.index, skipped_reason=f"undecodable block: {error}")
-        tx_ids = block.tx_ids()
-        reason = self._reject_reason(block, entry)
-        if reason is not None:
-            self.blocks.record_applied_index(entry.index, sync=self.sync_applies)
-            return ApplyResult(entry.index, skipped_reason=reason, tx_ids_in_entry=tx_ids)
-        applied = self._apply_block(block, tx_ids, applied_index=entry.index)
-        return ApplyResult(entry.index, applied=applied, tx_ids_in_entry=tx_ids)
+            return result
+        result.applied = self._apply_block(block, result.tx_ids_in_entry, entry.data,
+                                           applied_index=entry.index)
+        return result
 
     def apply_synced_block(self, data: bytes) -> AppliedBlock:
         """Apply a block fetched by sync (observers, and validators catching up after a
-        snapshot): the same checks, against the raft index the header names."""
-        block = decode_block(data, chain_id=self.chain_id)
-        entry = Entry(block.header.raft_term, block.header.raft_index, EntryType.NORMAL, data)
-        reason = self._reject_reason(block, entry)
-        if reason is not None:
-            raise DecodeError(f"synced block {block.header.height}: {reason}")
-        return self._apply_block(block, block.tx_ids(), applied_index=entry.index)
-
-    def _reject_reason(self, block: Block, entry: Entry) -> str | None:
+        snapshot): the same checks, against the raft index the header names. Raises
+        DecodeError (not a block of this chain) or BlockRejectedError (the rules)."""
+        block, tx_ids = decode_block_with_ids(data, chain_id=self.chain_id)
         header = block.header
-        if header.proposer not in self.validator_keys():
-            return "proposer is not a validator"
-        if header.height != self.height + 1 or header.previous_hash != self.head_hash:
-            return f"does not extend the head (height {header.height}, head {self.height})"
-        if header.timestamp_ms <= self.head_timestamp_ms:
-            return "timestamp does not increase"
-        if header.raft_index != entry.index or header.raft_term != entry.term:
-            return "raft term/index differ from the entry carrying it (stale proposal)"
-        if header.state_height > self.height:
-            return "commits to the state of a height not applied yet"
-        ours = self.roots(header.state_height)
-        if (header.results_root, header.state_root) != (ours.results_root, ours.state_root):
-            raise StateDivergenceError(
-                f"block {header.height} commits to roots of height {header.state_height} "
-                f"that differ from ours: this node's state has diverged; it stops"
-            )
-        return None
+        reason = self._rejection(block, header.raft_term, header.raft_index)
+        if reason is not None:
+            raise BlockRejectedError(f"synced block {header.height}: {reason}")
+        return self._apply_block(block, tx_ids, data, applied_index=header.raft_index)
+
+    def _rejection(self, block: Block, raft_term: int, raft_index: int) -> str | None:
+        height, head_hash, head_timestamp_ms = self._head
+        tip = ChainTip(height, head_hash, head_timestamp_ms, self.validator_keys())
+        return evaluation.rejection(block, raft_term=raft_term, raft_index=raft_index,
+                                    tip=tip, roots_at=self.roots)
 
     def _stateless(self, block: Block, tx_ids: list[bytes]) -> tuple[list[Transaction | None],
                                                                      list[int]]:
+        """Each tx's stateless result: this node's mempool has most of them checked
+        already; the rest are checked here (in parallel with an executor)."""
         txs: list[Transaction | None] = [self._checked_lookup(tx_id) for tx_id in tx_ids]
         unknown = [index for index, tx in enumerate(txs) if tx is None]
         codes = [int(ResultCode.OK)] * len(txs)
         if unknown:
-            results = check_batch(
-                [block.txs[index] for index in unknown],
-                self.chain_id,
-                executor=self._executor,
-                workers=self._workers,
-            )
+            results = check_batch([block.txs[index] for index in unknown], self.chain_id,
+                                  executor=self._executor, workers=self._workers)
             for index, result in zip(unknown, results, strict=True):
                 txs[index] = result.tx
                 codes[index] = int(result.code)
-        seen: set[bytes] = set()
-        for index, tx_id in enumerate(tx_ids):
-            if codes[index] != ResultCode.OK:
-                continue
-            if tx_id in seen or self.blocks.transaction(tx_id) is not None:
-                txs[index] = None
-                codes[index] = int(ResultCode.DUPLICATE)
-            seen.add(tx_id)
         return txs, codes
 
-    def _apply_block(
-        self, block: Block, tx_ids: list[bytes], *, applied_index: int
-    ) -> AppliedBlock:
+    def _apply_block(self, block: Block, tx_ids: list[bytes], block_bytes: bytes, *,
+                     applied_index: int) -> AppliedBlock:
         header = block.header
         txs, codes = self._stateless(block, tx_ids)
-        context = application.BlockContext(
-            height=header.height, timestamp_ms=header.timestamp_ms, proposer=header.proposer
-        )
-        outcome = application.apply_block(self._apply_state, context, txs, codes)
-        final_codes = [int(code) for code in outcome.codes]
-        writes = dict(outcome.writes)
-        previous = self.roots(self.height)
-        roots = Roots(
-            results_root(tx_ids, final_codes),
-            next_state_root(previous.state_root, application.writes_digest(outcome.writes)),
-        )
-        writes[roots_key(header.height)] = roots.encode()
+        outcome = evaluation.evaluate_block(
+            block, tx_ids, txs, codes,
+            committed=lambda tx_id: self.blocks.transaction(tx_id) is not None,
+            state=self._apply_state, previous_roots=self.roots(self.height))
         block_hash = header.hash
         try:
             self.blocks.apply_block(
                 height=header.height,
                 block_hash=block_hash,
-                block_bytes=block.encode(),
+                block_bytes=block_bytes,
                 tx_ids=tx_ids,
-                tx_results=final_codes,
-                state_writes=writes,
+                tx_results=outcome.codes,
+                state_writes=outcome.writes,
                 applied_index=applied_index,
                 sync=self.sync_applies,
             )
         except BaseException:
             self._apply_state.clear()  # whether LevelDB took the batch is unknown
             raise
-        self._apply_state.written(writes)
+        self._apply_state.written(outcome.writes)
         self._head = (header.height, block_hash, header.timestamp_ms)
-        return AppliedBlock(
-            block, tx_ids, final_codes, tuple(outcome.events), tuple(outcome.validator_changes)
-        )
+        return AppliedBlock(block, tx_ids, outcome.codes, outcome.events,
+                            outcome.validator_changes)
 
     # ------------------------------------------------------------------ building
 
@@ -409,12 +334,4 @@ class Chain:
         )
 
 
-def state_digest(items: Sequence[tuple[bytes, bytes]]) -> bytes:
-    """SHA-256 over sorted (key, value) pairs: equal on nodes with equal state."""
-    digest = hashlib.sha256()
-    for key, value in items:
-        digest.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
-    return digest.digest()
-
-
-__all__ = ["ZERO_HASH", "Chain", "StateDivergenceError"]
+__all__ = ["ZERO_HASH", "Chain", "Roots", "StateDivergenceError"]

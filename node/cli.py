@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["loadtest"]:
         # The load tester parses its own options (argparse's REMAINDER would refuse a
         # first argument that looks like an option, such as -c or --help).
-        from node.loadtest import main as loadtest_main
+        from node.loadtest.command import main as loadtest_main
 
         return _guarded(lambda: int(loadtest_main(arguments[1:])))
     parser = _parser()
@@ -56,7 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medledger", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(metavar="COMMAND")
+    _add_node_commands(commands)
+    _add_tool_commands(commands)
+    # Listed for `medledger --help` only: main() hands `loadtest ...` to the load tester.
+    commands.add_parser("loadtest", help="load generator", add_help=False)
+    return parser
 
+
+def _add_node_commands(commands: Any) -> None:
+    """Setting up and running a node: init, genesis, start, status, tx."""
     init = commands.add_parser("init", help="create a node key and config")
     init.add_argument("--dir", default=".", help="node directory (default: .)")
     init.add_argument("--rpc-port", type=int, default=8545)
@@ -73,15 +81,6 @@ def _parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start", help="run a node")
     start.add_argument("-c", "--config", required=True)
     start.set_defaults(handler=_start)
-
-    devnet = commands.add_parser("devnet", help="run a local network on loopback")
-    devnet.add_argument("--validators", type=int, default=3)
-    devnet.add_argument("--observers", type=int, default=1)
-    devnet.add_argument("--dir", default="devnet-data")
-    devnet.add_argument("--rpc-port", type=int, default=8545,
-                        help="first RPC port (node i listens on rpc-port + i)")
-    devnet.add_argument("--chain-id", default="medledger-devnet")
-    devnet.set_defaults(handler=_devnet)
 
     status = commands.add_parser("status", help="show a node's status")
     status.add_argument("--rpc", default=DEFAULT_RPC)
@@ -100,6 +99,18 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", type=float, default=10.0,
                         help="seconds to wait for the commit (0: do not wait)")
     submit.set_defaults(handler=_tx_submit)
+
+
+def _add_tool_commands(commands: Any) -> None:
+    """Tools around nodes: devnet, simulate, demo, testnet."""
+    devnet = commands.add_parser("devnet", help="run a local network on loopback")
+    devnet.add_argument("--validators", type=int, default=3)
+    devnet.add_argument("--observers", type=int, default=1)
+    devnet.add_argument("--dir", default="devnet-data")
+    devnet.add_argument("--rpc-port", type=int, default=8545,
+                        help="first RPC port (node i listens on rpc-port + i)")
+    devnet.add_argument("--chain-id", default="medledger-devnet")
+    devnet.set_defaults(handler=_devnet)
 
     from consensus.sim.cli import add_arguments as add_simulate_arguments
 
@@ -122,15 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     testnet.add_argument("--dir", default="testnet-data", help="node directories and logs")
     testnet.add_argument("--report-dir", default="reports", help="JSON and HTML reports")
     testnet.add_argument("--keep", action="store_true", help="keep the run's directory on a pass")
-    from node.testnet.plants import PLANTS
+    from node.testnet import PLANTS
 
     testnet.add_argument("--plant", choices=PLANTS,
                          help="plant a bug in the first validator (to test the checker)")
     testnet.set_defaults(handler=_testnet)
-
-    # Listed for `medledger --help` only: main() hands `loadtest ...` to the load tester.
-    commands.add_parser("loadtest", help="load generator", add_help=False)
-    return parser
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -140,7 +147,7 @@ def _init(args: argparse.Namespace) -> int:
     from ledger.crypto import SigningKey
     from node.config import NodeConfig, P2PSection, RpcSection, render_config
     from node.keys import write_key_file
-    from node.p2p_identity import peer_id_from_public_key
+    from node.p2p.identity import peer_id_from_public_key
 
     directory = Path(args.dir)
     config_path = directory / "node.toml"
@@ -187,7 +194,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _devnet(args: argparse.Namespace) -> int:
-    from node.devnet import run_devnet
+    from node.tools.devnet import run_devnet
 
     return run_devnet(
         Path(args.dir), validators=args.validators, observers=args.observers,
@@ -210,7 +217,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _tx_submit(args: argparse.Namespace) -> int:
-    from node.txcli import submit_from_args
+    from node.tools.txcli import submit_from_args
 
     result = submit_from_args(args)
     print(json.dumps(result, indent=2))
@@ -224,7 +231,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from node.demo import run_demo_against
+    from node.tools.demo import run_demo_against
 
     report = run_demo_against(args.rpc, Path(args.dir))
     return 0 if report.all_matched else 1

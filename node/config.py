@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ledger import limits
 from ledger.errors import ConfigError
 
 
@@ -197,20 +198,29 @@ def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> N
     return config_from_dict(document, base_dir=str(path.resolve().parent), environ=environ)
 
 
+# Bounds of the block settings: a block holds at most the ledger's BLOCK_TXS_MAX txs; its
+# bytes stay well under one raft entry (BLOB_SIZE_BYTES_MAX) with room for a header; a
+# pipeline deeper than this only queues work behind a lost proposal.
+BLOCK_BYTES_MIN = 4096
+BLOCK_BYTES_MAX = 8 * 1_048_576
+BLOCK_INFLIGHT_MAX = 64
+
+
 def validate(config: NodeConfig) -> None:
+    assert BLOCK_BYTES_MAX < limits.BLOB_SIZE_BYTES_MAX
     checks = [
         (config.consensus.tick_ms >= 1, "[consensus] tick_ms must be at least 1"),
         (
             config.consensus.election_ticks > config.consensus.heartbeat_ticks >= 1,
             "[consensus] election_ticks must exceed heartbeat_ticks (>= 1)",
         ),
-        (1 <= config.block.max_txs <= 100_000, "[block] max_txs must be in 1..100000"),
-        (
-            4096 <= config.block.max_bytes <= 8 * 1_048_576,
-            "[block] max_bytes must be in 4096..8388608",
-        ),
+        (1 <= config.block.max_txs <= limits.BLOCK_TXS_MAX,
+         f"[block] max_txs must be in 1..{limits.BLOCK_TXS_MAX}"),
+        (BLOCK_BYTES_MIN <= config.block.max_bytes <= BLOCK_BYTES_MAX,
+         f"[block] max_bytes must be in {BLOCK_BYTES_MIN}..{BLOCK_BYTES_MAX}"),
         (config.block.interval_ms >= 1, "[block] interval_ms must be at least 1"),
-        (1 <= config.block.max_inflight <= 64, "[block] max_inflight must be in 1..64"),
+        (1 <= config.block.max_inflight <= BLOCK_INFLIGHT_MAX,
+         f"[block] max_inflight must be in 1..{BLOCK_INFLIGHT_MAX}"),
         (config.mempool.max_txs >= config.block.max_txs, "[mempool] max_txs < [block] max_txs"),
         (0 <= config.rpc.port <= 65535, "[rpc] port must be in 0..65535"),
         (config.node.validation_workers >= 0, "[node] validation_workers must be >= 0"),

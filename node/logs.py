@@ -33,5 +33,12 @@ def configure_logging(*, level: str = "info", format: str = "json") -> None:
     )
 
 
+def bind_process_context(**fields: Any) -> None:
+    """Fields every later log line of this process carries (the node id, the chain):
+    bound in contextvars before the event loop starts, so every task and worker thread
+    inherits them."""
+    structlog.contextvars.bind_contextvars(**fields)
+
+
 def get_logger(**bound: Any) -> Any:
     return structlog.get_logger().bind(**bound)

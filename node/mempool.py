@@ -37,8 +37,8 @@ class MempoolStatistics:
     txs: int
     bytes: int
     inflight_txs: int
-    max_txs: int
-    max_bytes: int
+    txs_max: int
+    bytes_max: int
     held_txs: int
 
 
@@ -48,10 +48,10 @@ GOSSIP_HOLD_S = 30.0
 
 
 class Mempool:
-    def __init__(self, *, max_txs: int, max_bytes: int, hold_s: float = GOSSIP_HOLD_S) -> None:
-        assert max_txs > 0 and max_bytes > 0 and hold_s >= 0
-        self.max_txs = max_txs
-        self.max_bytes = max_bytes
+    def __init__(self, *, txs_max: int, bytes_max: int, hold_s: float = GOSSIP_HOLD_S) -> None:
+        assert txs_max > 0 and bytes_max > 0 and hold_s >= 0
+        self.txs_max = txs_max
+        self.bytes_max = bytes_max
         self.hold_s = hold_s
         # tx id -> tx; dict order is arrival order.
         self._txs: dict[bytes, Transaction] = {}
@@ -72,7 +72,7 @@ class Mempool:
 
     def statistics(self) -> MempoolStatistics:
         return MempoolStatistics(
-            len(self._txs), self._bytes, len(self._inflight), self.max_txs, self.max_bytes,
+            len(self._txs), self._bytes, len(self._inflight), self.txs_max, self.bytes_max,
             len(self._held),
         )
 
@@ -88,7 +88,7 @@ class Mempool:
                 self._txs[tx.tx_id] = self._txs.pop(tx.tx_id)
             return ResultCode.DUPLICATE
         size = len(tx.raw)
-        if len(self._txs) >= self.max_txs or self._bytes + size > self.max_bytes:
+        if len(self._txs) >= self.txs_max or self._bytes + size > self.bytes_max:
             return ResultCode.MEMPOOL_FULL
         self._txs[tx.tx_id] = tx
         self._bytes += size
@@ -113,7 +113,7 @@ class Mempool:
     def pending_count(self) -> int:
         return len(self._txs) - len(self._inflight)
 
-    def select(self, *, max_txs: int, max_bytes: int, now: float) -> list[Transaction]:
+    def select(self, *, txs_max: int, bytes_max: int, now: float) -> list[Transaction]:
         """Take txs for the next block (arrival order, each signer's txs in nonce order;
         held txs stay) and mark them in flight. A tx waits while a held tx of its signer
         has a lower nonce: that one's owner has not forwarded it yet, and proposing the
@@ -136,7 +136,7 @@ class Mempool:
             if waits_for is not None and waits_for < tx.nonce:
                 continue
             size = len(tx.raw)
-            if len(chosen) >= max_txs or total + size > max_bytes:
+            if len(chosen) >= txs_max or total + size > bytes_max:
                 break
             chosen.append(tx)
             total += size

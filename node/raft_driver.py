@@ -25,24 +25,29 @@ from typing import Any
 
 import trio
 
-from consensus.confchange import ConfChangeError
 from consensus.errors import InvalidMessageError, UnknownPeerError
+from consensus.ports import RaftStorage
 from consensus.raw_node import RawNode, Ready
+from consensus.ready import (
+    ConfChangeApplied,
+    Persist,
+    Restore,
+    Send,
+    SoftStateChanged,
+    ready_steps,
+)
 from consensus.state import ProposalOutcome, Role, SoftState
 from consensus.types import (
     ConfChange,
     Entry,
-    EntryType,
     Message,
-    decode_conf_change,
     decode_messages,
     encode_messages,
 )
 from ledger.errors import DecodeError, RemoteError
 from node.diskfull import DiskFullGuard
 from node.logs import get_logger
-from node.transport import Transport
-from storage.raftlog import LevelDBRaftStorage
+from node.p2p.transport import Transport
 
 # Committed entries waiting for the apply task. Generous: the leader caps its own
 # pipeline (block.max_inflight); this bound only stops a follower that cannot keep up
@@ -72,7 +77,7 @@ class RaftDriver:
         self,
         *,
         raw_node: RawNode,
-        storage: LevelDBRaftStorage,
+        storage: RaftStorage,
         transport: Transport,
         peer_of: Callable[[int], str | None],
         node_of: Callable[[str], int | None],
@@ -83,6 +88,7 @@ class RaftDriver:
         compaction_margin_entries: int,
         disk: DiskFullGuard,
         metrics: Any = None,
+        log: Any = None,
     ) -> None:
         self.raw_node = raw_node
         self._disk = disk
@@ -97,7 +103,7 @@ class RaftDriver:
         self._compaction_margin_entries = compaction_margin_entries
         self._metrics = metrics
         self._wakeup = trio.Event()
-        self._log = get_logger(component="raft")
+        self._log = (log if log is not None else get_logger()).bind(component="raft")
         self._last_snapshot_index = storage.snapshot().metadata.index
         self._snapshot_due: tuple[int, bytes] | None = None
         self._proposed_at: dict[int, float] = {}
@@ -177,35 +183,36 @@ class RaftDriver:
             self.wake()
 
     async def _handle(self, ready: Ready) -> None:
-        if ready.soft_state is not None:
-            self._soft_state_changed(ready.soft_state)
-        if ready.entries or ready.hard_state is not None or ready.snapshot is not None:
-            persist = functools.partial(
-                self._storage.persist,
-                hard_state=ready.hard_state,
-                entries=ready.entries,
-                snapshot=ready.snapshot,
-                sync=ready.must_sync,
-            )
-            started = time.perf_counter()
-            # A full disk stalls here, before anything of this Ready is sent or applied.
-            await self._disk.run_in_thread(persist, what="persisting raft state")
-            if self._metrics is not None:
-                self._metrics.observe_stage("persist", time.perf_counter() - started)
-        if ready.snapshot is not None and not ready.snapshot.is_empty:
-            metadata = ready.snapshot.metadata
-            self._last_snapshot_index = metadata.index
-            await self._apply_channel.send(SnapshotToRestore(metadata.index, ready.snapshot.data))
-        await self._send(ready.messages)
-        now = time.perf_counter()
-        for entry in ready.committed_entries:
-            proposed = self._proposed_at.pop(entry.index, None)
-            if proposed is not None and self._metrics is not None:
-                self._metrics.observe_stage("replication", now - proposed)
-            if entry.type is EntryType.CONF_CHANGE:
-                await self._apply_conf_change(entry)
-            await self._apply_channel.send(entry)
-        self.raw_node.advance(ready)
+        """Carry out ``ready`` step by step, in the contract's order (consensus.ready)."""
+        for step in ready_steps(self.raw_node, ready):
+            if isinstance(step, SoftStateChanged):
+                self._soft_state_changed(step.soft_state)
+            elif isinstance(step, Persist):
+                await self._persist(step)
+            elif isinstance(step, Restore):
+                metadata = step.snapshot.metadata
+                self._last_snapshot_index = metadata.index
+                await self._apply_channel.send(
+                    SnapshotToRestore(metadata.index, step.snapshot.data))
+            elif isinstance(step, Send):
+                await self._send(step.messages)
+            elif isinstance(step, ConfChangeApplied):
+                await self._record_conf_change(step)
+            else:
+                proposed = self._proposed_at.pop(step.entry.index, None)
+                if proposed is not None and self._metrics is not None:
+                    self._metrics.observe_stage("replication", time.perf_counter() - proposed)
+                await self._apply_channel.send(step.entry)
+
+    async def _persist(self, step: Persist) -> None:
+        persist = functools.partial(self._storage.persist, hard_state=step.hard_state,
+                                    entries=step.entries, snapshot=step.snapshot,
+                                    sync=step.sync)
+        started = time.perf_counter()
+        # A full disk stalls here, before anything of this Ready is sent or applied.
+        await self._disk.run_in_thread(persist, what="persisting raft state")
+        if self._metrics is not None:
+            self._metrics.observe_stage("persist", time.perf_counter() - started)
 
     def _soft_state_changed(self, soft: SoftState) -> None:
         was_leader = self.role is Role.LEADER
@@ -218,18 +225,13 @@ class RaftDriver:
                        term=self.raw_node.status().hard_state.term)
         self._on_soft_state(soft)
 
-    async def _apply_conf_change(self, entry: Entry) -> None:
-        try:
-            change = decode_conf_change(entry.data)
-        except DecodeError as error:  # committed, so every node skips it alike
-            self._log.error("undecodable conf change skipped", index=entry.index,
-                            error=str(error))
-            return
-        try:
-            conf_state = self.raw_node.apply_conf_change(change)
-        except ConfChangeError as error:  # refused alike on every node: nothing changes
+    async def _record_conf_change(self, step: ConfChangeApplied) -> None:
+        """Record the configuration a committed conf change made, before its entry is
+        applied (a refused one changes nothing, alike on every node)."""
+        entry, conf_state = step.entry, step.conf_state
+        if conf_state is None:
             self._log.error("committed conf change refused", index=entry.index,
-                            error=str(error))
+                            error=step.refused)
             return
         await self._disk.run_in_thread(
             functools.partial(self._storage.set_conf_state, conf_state, index=entry.index,

@@ -9,7 +9,9 @@ import trio
 
 from ledger.errors import MedledgerError
 from node.config import NodeConfig, load_config
-from node.logs import configure_logging, get_logger
+from node.keys import read_key_file
+from node.logs import bind_process_context, configure_logging, get_logger
+from node.p2p.identity import peer_id_from_seed
 
 
 def run_node(config_path: Path) -> int:
@@ -17,6 +19,7 @@ def run_node(config_path: Path) -> int:
     configure_logging(level=config.log.level, format=config.log.format)
     log = get_logger()
     try:
+        bind_process_context(node=peer_id_from_seed(read_key_file(config.key_file).seed))
         trio.run(_serve, config)
     except MedledgerError as error:
         log.error("node stopped", error=str(error), error_type=type(error).__name__)

@@ -96,7 +96,7 @@ def warnings_per_peer_minute(log_text: str) -> int:
 def run_round(directory: Path, *, peers: int, rate: float, seconds: float) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from node.client import RpcClient
-    from node.devnet import create_devnet, start_processes, stop_processes
+    from node.tools.devnet import create_devnet, start_processes, stop_processes
 
     chain_id = f"bench-peers-{peers}"
     nodes = create_devnet(directory, validators=3, observers=0, rpc_port=0, chain_id=chain_id)

@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from ledger.errors import MedledgerError  # noqa: E402
 from node.client import RpcClient  # noqa: E402
-from node.devnet import DevnetNode, create_devnet  # noqa: E402
-from node.loadtest import operating_error, run  # noqa: E402
-from node.loadtest_config import LoadtestConfig, validate  # noqa: E402
+from node.loadtest.command import operating_error, run  # noqa: E402
+from node.loadtest.config import LoadtestConfig, validate  # noqa: E402
+from node.tools.devnet import DevnetNode, create_devnet  # noqa: E402
 
 CHAIN_ID = "medledger-bench"
 VALIDATORS = 3

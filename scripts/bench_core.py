@@ -14,6 +14,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import nacl.bindings
@@ -74,19 +75,14 @@ def median_ratio(numerator: list[float], denominator: list[float]) -> float:
     return statistics.median(d / n for n, d in zip(numerator, denominator, strict=True))
 
 
-def main() -> int:
-    raws = make_batch()
-    # As the node does after start-up: long-lived objects leave the collector's view, so
-    # the cyclic GC does not rescan them on every few hundred allocations.
-    gc.collect()
-    gc.freeze()
+def baselines(raws: list[bytes]) -> list[Callable[[], None]]:
+    """Two baselines, everything decoded and prepared upfront: ``raw_verify`` (PyNaCl's
+    verify API, VerifyKey.verify(message, signature), keys built) and ``raw_sign_open``
+    (the low-level binding the core itself calls, crypto_sign_open on the prepared
+    signature || message: the strictest possible baseline)."""
     from ledger.tx import decode_transaction
 
     decoded = [decode_transaction(raw) for raw in raws]
-    # Two baselines, everything decoded and prepared upfront:
-    # - raw_verify: PyNaCl's verify API, VerifyKey.verify(message, signature), keys built;
-    # - raw_sign_open: the low-level binding the core itself calls (crypto_sign_open on the
-    #   prepared signature || message), the strictest possible baseline.
     verify_keys = [
         (nacl.signing.VerifyKey(tx.signer), DOMAIN_TX + b"\x00" + tx.payload, tx.signature)
         for tx in decoded
@@ -103,6 +99,17 @@ def main() -> int:
     def raw_sign_open() -> None:
         for signed, key in prepared:
             sign_open(signed, key)
+
+    return [raw_verify, raw_sign_open]
+
+
+def main() -> int:
+    raws = make_batch()
+    # As the node does after start-up: long-lived objects leave the collector's view, so
+    # the cyclic GC does not rescan them on every few hundred allocations.
+    gc.collect()
+    gc.freeze()
+    raw_verify, raw_sign_open = baselines(raws)
 
     def core_single() -> None:
         results = check_batch(raws, CHAIN_ID)

@@ -21,21 +21,18 @@ it enters a block, so this only matters for a byzantine proposer's block.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from consensus.types import ConfState
 from ledger import limits
+from ledger.app.machine import new_state_digest, state_digest_update
 from storage import keys
 from storage.database import READ_ERRORS, Database, read_error, undecodable
 from storage.errors import BlockConflictError, BlockHashMismatchError, CorruptionError
-
-if TYPE_CHECKING:
-    from storage.statesync import StateChunk, StateImport
 
 # The first block of a chain (genesis). An empty store accepts only this height first
 # (or any height after a state import).
@@ -67,8 +64,6 @@ _crc32 = zlib.crc32
 _pack_u32 = keys.pack_u32
 _pack_u64 = keys.pack_u64
 
-STATE_DIGEST_DOMAIN = b"medledger/state-digest/v1\x00"
-_ITEM_LENGTHS = struct.Struct(">II")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +95,6 @@ class StatePage:
     next_key: bytes | None
 
 
-def state_digest_update(hasher: Any, items: Sequence[tuple[bytes, bytes]]) -> None:
-    """Fold items into a state digest: each is len(key) u32, len(value) u32, key, value."""
-    pack = _ITEM_LENGTHS.pack
-    hasher.update(
-        b"".join(pack(len(key), len(value)) + key + value for key, value in items)
-    )
-
-
-def new_state_digest() -> Any:
-    return hashlib.sha256(STATE_DIGEST_DOMAIN)
-
-
 class BlockStore:
     """Block, tx-index and state reads and the atomic apply writes."""
 
@@ -125,9 +108,11 @@ class BlockStore:
         self._verify_block = verify_block
         self._head: ChainHead | None = None
         self._load_records()
-        self.active_import: StateImport | None = None
-        if self.interrupted_import() is None:
-            self._clear_generation(self.staging_generation)
+        # The state import in progress (storage.statesync.StateImport), if any: blocks
+        # are not applied meanwhile.
+        self.active_import: object | None = None
+        if self._database.get(keys.META_IMPORT_KEY) is None:
+            self.clear_generation(self.staging_generation)
 
     def _load_records(self) -> None:
         database = self._database
@@ -182,35 +167,13 @@ class BlockStore:
         app keys to new values, None deleting. Returns False, writing nothing, when the
         height is already applied with this hash; a different hash raises
         BlockConflictError. Heights must follow the head (an assertion)."""
-        assert len(block_hash) == keys.HASH_SIZE, "block hash is SHA-256"
-        assert len(tx_ids) == len(tx_results), "one result per transaction"
-        assert len(tx_ids) <= limits.BLOCK_TXS_MAX
-        assert len(block_bytes) <= limits.BLOB_SIZE_BYTES_MAX
-        assert len(state_writes) <= STATE_WRITES_PER_BATCH_MAX
         assert self.active_import is None, "no blocks are applied during a state import"
         head = self._head
         if head is not None and height <= head.height:
             return self._check_reapplied(height, block_hash)
-        expected_height = GENESIS_HEIGHT if head is None else head.height + 1
-        assert height == expected_height, (
-            f"block {height} does not follow the head {expected_height - 1}: "
-            "blocks are applied in order"
-        )
+        self._assert_applicable(height, block_hash, block_bytes, tx_ids, tx_results,
+                                state_writes, applied_index)
         database = self._database
-        # The genesis record (height 0) is no raft entry: it is applied at index 0.
-        genesis = height == GENESIS_HEIGHT and applied_index == 0 == database.applied_index
-        assert genesis or applied_index > database.applied_index, (
-            f"applied index {applied_index} does not advance past {database.applied_index}"
-        )
-        if tx_ids:
-            assert min(map(len, tx_ids)) == max(map(len, tx_ids)) == keys.TX_ID_SIZE
-        if state_writes:
-            assert max(map(len, state_writes)) <= STATE_KEY_BYTES_MAX
-            assert (
-                max(map(len, filter(None, state_writes.values())), default=0)
-                <= STATE_VALUE_BYTES_MAX
-            )
-
         batch = database.batch(sync=sync)
         put = batch.put
         crc32 = _crc32
@@ -235,7 +198,7 @@ class BlockStore:
         self._add_state_writes(batch, state_writes)
 
         new_head = ChainHead(height, block_hash)
-        self._add_progress(batch, new_head, applied_index)
+        self.add_progress(batch, new_head, applied_index)
         database.write(
             batch,
             f"applying block {height}",
@@ -244,6 +207,39 @@ class BlockStore:
         self._head = new_head
         database.applied_index = applied_index
         return True
+
+    def _assert_applicable(
+        self, height: int, block_hash: bytes, block_bytes: bytes, tx_ids: Sequence[bytes],
+        tx_results: Sequence[int], state_writes: Mapping[bytes, bytes | None],
+        applied_index: int,
+    ) -> None:
+        """The caller's contract for a block that follows the head (assertions: a
+        violation is a bug here, never a peer's doing)."""
+        assert len(block_hash) == keys.HASH_SIZE, "block hash is SHA-256"
+        assert len(tx_ids) == len(tx_results), "one result per transaction"
+        assert len(tx_ids) <= limits.BLOCK_TXS_MAX
+        assert len(block_bytes) <= limits.BLOB_SIZE_BYTES_MAX
+        assert len(state_writes) <= STATE_WRITES_PER_BATCH_MAX
+        head = self._head
+        expected_height = GENESIS_HEIGHT if head is None else head.height + 1
+        assert height == expected_height, (
+            f"block {height} does not follow the head {expected_height - 1}: "
+            "blocks are applied in order"
+        )
+        applied = self._database.applied_index
+        # The genesis record (height 0) is no raft entry: it is applied at index 0.
+        genesis = height == GENESIS_HEIGHT and applied_index == 0 == applied
+        assert genesis or applied_index > applied, (
+            f"applied index {applied_index} does not advance past {applied}"
+        )
+        if tx_ids:
+            assert min(map(len, tx_ids)) == max(map(len, tx_ids)) == keys.TX_ID_SIZE
+        if state_writes:
+            assert max(map(len, state_writes)) <= STATE_KEY_BYTES_MAX
+            assert (
+                max(map(len, filter(None, state_writes.values())), default=0)
+                <= STATE_VALUE_BYTES_MAX
+            )
 
     def record_applied_index(
         self, index: int, *, conf_state: ConfState | None = None, sync: bool = True
@@ -256,7 +252,7 @@ class BlockStore:
         if index <= database.applied_index:
             return False
         batch = database.batch(sync=sync)
-        self._add_progress(batch, None, index)
+        self.add_progress(batch, None, index)
         database.write(
             batch,
             f"recording applied index {index}",
@@ -388,8 +384,8 @@ class BlockStore:
             yield key[strip:], value
 
     def state_digest(self) -> bytes:
-        """SHA-256 over every state item in key order (framing: STATE_DIGEST_DOMAIN, then
-        per item len(key) u32, len(value) u32, key, value). Equal states, equal digests."""
+        """The state digest (``ledger.app.machine.state_digest``) of every state item, in
+        key order. Equal states, equal digests."""
         hasher = new_state_digest()
         pending: list[tuple[bytes, bytes]] = []
         for item in self.state_items():
@@ -400,37 +396,10 @@ class BlockStore:
         state_digest_update(hasher, pending)
         return bytes(hasher.digest())
 
-    # ------------------------------------------------------------------ state sync
-
-    def export_state(self, chunk_bytes_max: int) -> Iterator[StateChunk]:
-        """The application state in bounded chunks from one consistent view; see
-        storage/statesync.py."""
-        from storage.statesync import export_state
-
-        return export_state(self, chunk_bytes_max)
-
-    def import_state_begin(
-        self, *, height: int, block_hash: bytes, applied_index: int
-    ) -> StateImport:
-        """Start replacing the state with a peer's as of ``height``; see
-        storage/statesync.py."""
-        from storage.statesync import StateImport
-
-        return StateImport.begin(
-            self, height=height, block_hash=block_hash, applied_index=applied_index
-        )
-
-    def interrupted_import(self) -> tuple[int, bytes, int, int] | None:
-        """(height, block hash, applied index, chunks written) of a state import that a
-        crash or an abandoned import left unfinished, or None."""
-        payload = self._database.get(keys.META_IMPORT_KEY)
-        if payload is None:
-            return None
-        from storage.statesync import decode_import_marker
-
-        return decode_import_marker(payload)
-
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ state generations
+    # The state lives under one of two key prefixes (generations); storage.statesync
+    # imports a peer's state into the other one and switches when it is complete. These
+    # are the only ways it changes the store.
 
     @property
     def database(self) -> Database:
@@ -445,11 +414,11 @@ class BlockStore:
         first, second = keys.STATE_GENERATIONS
         return second if self._generation == first else first
 
-    def _switch_generation(self, generation: bytes) -> None:
+    def switch_generation(self, generation: bytes) -> None:
         self._generation = generation
         self._state_prefix = keys.state_prefix(generation)
 
-    def _clear_generation(self, generation: bytes) -> None:
+    def clear_generation(self, generation: bytes) -> None:
         prefix = keys.state_prefix(generation)
         self._database.clear_range(prefix, keys.prefix_end(prefix), "an old state generation")
 
@@ -466,7 +435,7 @@ class BlockStore:
             else:
                 put(key, pack_u32(crc32(key + value)) + value)
 
-    def _add_progress(self, batch: Any, head: ChainHead | None, applied_index: int) -> None:
+    def add_progress(self, batch: Any, head: ChainHead | None, applied_index: int) -> None:
         if head is not None:
             batch.put(
                 keys.META_HEAD_KEY,
@@ -476,7 +445,7 @@ class BlockStore:
             keys.META_APPLIED_KEY, keys.seal(keys.META_APPLIED_KEY, _pack_u64(applied_index))
         )
 
-    def _set_imported_head(self, head: ChainHead, applied_index: int) -> None:
+    def set_imported_head(self, head: ChainHead, applied_index: int) -> None:
         self._head = head
         self._database.applied_index = applied_index
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import plyvel
 
@@ -51,3 +52,10 @@ def open_raw(data_dir: str | os.PathLike[str], *, create: bool = False) -> Itera
         yield RawDatabase(db)
     finally:
         db.close()
+
+
+def open_plain_leveldb(path: str | os.PathLike[str], options: Any) -> Any:
+    """A plain plyvel LevelDB at ``path`` with the store's options (a DatabaseOptions) and
+    none of its records or checks: the raw baseline scripts/bench-storage compares the
+    store's apply path against. Close it when done."""
+    return plyvel.DB(str(path), create_if_missing=True, **options.plyvel_arguments())

@@ -16,7 +16,7 @@ generation; each chunk is one batch into that generation (with the marker's prog
 head and applied index and drops the marker. The old generation is then deleted in bounded
 batches (and again on open if a crash interrupted that).
 
-A crash mid-import is detectable (``BlockStore.interrupted_import()`` returns the marker)
+A crash mid-import is detectable (``interrupted_import(store)`` returns the marker)
 and restartable: calling ``import_state_begin`` again clears the partial staging data and
 starts from the first chunk. It does not resume from the middle (the running SHA-256 state
 cannot be saved); the live state, head and applied index are untouched until ``finish``.
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import limits
+from ledger.app.machine import new_state_digest, state_digest_update
 from ledger.codec import Bool, Bytes, ListOf, Nested, Struct, UInt
 from storage import keys
 from storage.blockstore import (
@@ -37,8 +38,6 @@ from storage.blockstore import (
     STATE_VALUE_BYTES_MAX,
     BlockStore,
     ChainHead,
-    new_state_digest,
-    state_digest_update,
 )
 from storage.errors import CorruptionError, StateChunkError
 
@@ -191,7 +190,7 @@ class StateImport:
         assert applied_index > store.applied_index()
         importer = cls(store, height=height, block_hash=block_hash, applied_index=applied_index)
         importer._write_marker(chunks=0, sync=True)
-        store._clear_generation(importer._generation)
+        store.clear_generation(importer._generation)
         store.active_import = importer
         return importer
 
@@ -250,16 +249,16 @@ class StateImport:
             keys.META_STATE_GENERATION_KEY,
             keys.seal(keys.META_STATE_GENERATION_KEY, self._generation),
         )
-        store._add_progress(batch, head, self.applied_index)
+        store.add_progress(batch, head, self.applied_index)
         batch.delete(keys.META_IMPORT_KEY)
         database.write(batch, "switching to the imported state")
         old_generation = store.live_generation
         assert old_generation != self._generation
-        store._switch_generation(self._generation)
-        store._set_imported_head(head, self.applied_index)
+        store.switch_generation(self._generation)
+        store.set_imported_head(head, self.applied_index)
         self._closed = True
         store.active_import = None
-        store._clear_generation(old_generation)
+        store.clear_generation(old_generation)
         return digest
 
     def abort(self) -> None:
@@ -269,7 +268,7 @@ class StateImport:
         self._closed = True
         store = self._store
         store.active_import = None
-        store._clear_generation(self._generation)
+        store.clear_generation(self._generation)
         batch = store.database.batch(sync=True)
         batch.delete(keys.META_IMPORT_KEY)
         store.database.write(batch, "aborting a state import")
@@ -311,3 +310,10 @@ class StateImport:
         batch.put(keys.META_IMPORT_KEY, keys.seal(keys.META_IMPORT_KEY, payload))
         if own_batch:
             database.write(batch, "recording a state import")
+
+
+def interrupted_import(store: BlockStore) -> tuple[int, bytes, int, int] | None:
+    """(height, block hash, applied index, chunks written) of a state import that a crash
+    or an abandoned import left unfinished, or None."""
+    payload = store.database.get(keys.META_IMPORT_KEY)
+    return None if payload is None else decode_import_marker(payload)

@@ -23,8 +23,8 @@ from typing import Any
 from node_harness import ROOT
 
 from node.config import ConsensusSection, NodeConfig, P2PSection, RpcSection, render_config
-from node.devnet import DevnetNode, create_devnet, die_with_parent
 from node.testnet.netns import Network, namespaces_supported
+from node.tools.devnet import DevnetNode, create_devnet, die_with_parent
 
 P2P_PORT = 30333
 RPC_PORT = 8545

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from node.client import RpcClient, RpcError, RpcUnreachableError
 from node.config import ConsensusSection
-from node.devnet import DevnetNode, create_devnet, die_with_parent
+from node.tools.devnet import DevnetNode, create_devnet, die_with_parent
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent

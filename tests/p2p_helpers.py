@@ -10,9 +10,9 @@ from typing import Any
 
 import trio
 
-from node.memory_transport import MemoryNetwork, MemoryTransport
-from node.p2p_identity import peer_id_from_seed
-from node.p2p_limits import Timings
+from node.p2p.identity import peer_id_from_seed
+from node.p2p.limits import Timings
+from node.p2p.memory import MemoryNetwork, MemoryTransport
 
 KINDS = ("libp2p", "memory")
 
@@ -100,7 +100,7 @@ class Harness:
         if self.kind == "memory":
             return MemoryTransport(self.network, seed=seed(index), bootstrap=bootstrap,
                                    open_for_observers=open_for_observers, validators=validators)
-        from node.p2p import Libp2pTransport
+        from node.p2p.host import Libp2pTransport
 
         return Libp2pTransport(seed=seed(index), listen=listen, bootstrap=bootstrap,
                                open_for_observers=open_for_observers, validators=validators,

@@ -22,9 +22,9 @@ from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTr
 
 from consensus.types import Message, MessageType, encode_messages
 from node.keys import raft_node_id
-from node.p2p_framing import encode_frame
-from node.p2p_identity import public_key_from_peer_id
-from node.p2p_limits import RAFT_PROTOCOL
+from node.p2p.framing import encode_frame
+from node.p2p.identity import public_key_from_peer_id
+from node.p2p.limits import RAFT_PROTOCOL
 
 ROGUE_TERM = 10**6
 

@@ -43,7 +43,7 @@ def test_pure_core_imports_no_io_clock_or_randomness(package: str) -> None:
 
 
 def test_only_storage_imports_plyvel() -> None:
-    # Tests and scripts too: what they need below the store is storage.raw.open_raw.
+    # Tests and scripts too: what they need below the store is in storage.raw.
     offenders = [
         str(path.relative_to(ROOT))
         for package in ("ledger", "consensus", "node", "tests", "scripts")
@@ -67,3 +67,79 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("import os\nfrom time import monotonic\nimport trio.lowlevel\n")
     assert imported_modules(sample) & PURE_FORBIDDEN == {"time", "trio"}
+
+
+# Which of our packages each room may import: (room, forbidden prefixes). A module
+# belongs to the longest room that prefixes its dotted name.
+SERVICES = ("node.service", "node.admission", "node.applier", "node.bootstrap",
+            "node.builder", "node.events", "node.feeds", "node.follower", "node.forwarding",
+            "node.membership")
+DIRECTION: dict[str, tuple[str, ...]] = {
+    "ledger": ("consensus", "storage", "node"),
+    # consensus may use only ledger's codec, errors and limits of ours
+    "consensus": ("storage", "node", "ledger."),
+    "storage": ("node",),
+    "node.p2p": (*SERVICES, "node.rpc", "node.loadtest", "node.tools", "node.testnet"),
+    "node.loadtest": (*SERVICES, "node.p2p", "node.chain", "node.raft_driver", "storage",
+                      "consensus"),
+}
+CONSENSUS_MAY_USE = ("ledger.codec", "ledger.errors", "ledger.limits")
+OURS = ("ledger", "consensus", "storage", "node")
+
+
+def imported_names(source: str) -> set[str]:
+    """Every dotted name an import statement names (for ``from a.b import c``: a.b and
+    a.b.c), function-local imports included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.split(".")[0] in OURS}
+
+
+def room_of(module: str) -> str | None:
+    rooms = [room for room in DIRECTION if module == room or module.startswith(room + ".")]
+    return max(rooms, key=len, default=None)
+
+
+def direction_violations(module: str, source: str) -> list[str]:
+    room = room_of(module)
+    if room is None:
+        return []
+    bad = []
+    for name in sorted(imported_names(source)):
+        if room == "consensus" and name.startswith(CONSENSUS_MAY_USE):
+            continue
+        if name == room or name.startswith(room + "."):
+            continue
+        if any(name == prefix or name.startswith(prefix if prefix.endswith(".") else
+                                                   prefix + ".")
+               for prefix in DIRECTION[room]):
+            bad.append(f"{module} imports {name}")
+    return bad
+
+
+def test_packages_import_only_downwards() -> None:
+    violations = []
+    for package in OURS:
+        for path in python_files(package):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            module = module.removesuffix(".__init__")
+            violations += direction_violations(module, path.read_text())
+    assert violations == []
+
+
+def test_the_direction_check_sees_a_forbidden_import() -> None:
+    planted = "from node.service import Node\n\ndef f():\n    import storage.store\n"
+    assert direction_violations("node.p2p.planted", planted) == [
+        "node.p2p.planted imports node.service", "node.p2p.planted imports node.service.Node"]
+    assert direction_violations("consensus.planted", "from ledger.app import apply\n") == [
+        "consensus.planted imports ledger.app", "consensus.planted imports ledger.app.apply"]
+    assert direction_violations("consensus.planted", "from ledger.codec import decode\n") == []
+    assert direction_violations("ledger.planted", "import node.cli\n") == [
+        "ledger.planted imports node.cli"]
+    assert direction_violations("node.loadtest.planted", "from storage import keys\n") == [
+        "node.loadtest.planted imports storage", "node.loadtest.planted imports storage.keys"]

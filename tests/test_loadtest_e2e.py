@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from node_harness import dump_logs, leader_of, network, wait_for
 
-from node.loadtest import main
+from node.loadtest.command import main
 
 pytestmark = pytest.mark.slow
 RATE_TX_PER_SECOND = 60

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.loadtest_rate import FixedRate, LinearRamp, MaximumRate, split
+from node.loadtest.rate import FixedRate, LinearRamp, MaximumRate, split
 
 
 def drive(controller: FixedRate | LinearRamp, seconds: float, step: float,

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from node.loadtest import Observation, build_report
-from node.loadtest_chain import TargetInfo
-from node.loadtest_config import LoadtestConfig
-from node.loadtest_prepare import Prepared
-from node.loadtest_render import chromium_path, ink_fraction, screenshot
-from node.loadtest_report import render_html, write_reports
-from node.loadtest_runner import PhaseCounts, RoundOutcome
-from node.loadtest_stats import CommitRecord
-from node.loadtest_system import ProcessSampler
+from node.loadtest.chain import TargetInfo
+from node.loadtest.command import Observation, build_report
+from node.loadtest.config import LoadtestConfig
+from node.loadtest.prepare import Prepared
+from node.loadtest.render import chromium_path, ink_fraction, screenshot
+from node.loadtest.report import render_html, write_reports
+from node.loadtest.runner import PhaseCounts, RoundOutcome
+from node.loadtest.stats import CommitRecord
+from node.loadtest.system import ProcessSampler
 
 # The screenshot is checked on its upper part only (pure-Python PNG decoding is slow): the
 # summary table and the first two charts are there.

@@ -15,8 +15,8 @@ from typing import Any
 import trio
 import trio_websocket
 
-from node.loadtest_rate import FixedRate, MaximumRate
-from node.loadtest_runner import Round, RoundOutcome, RoundPlan, worker_pool
+from node.loadtest.rate import FixedRate, MaximumRate
+from node.loadtest.runner import Round, RoundOutcome, RoundPlan, worker_pool
 
 COMMIT_DELAY_SECONDS = 0.05
 

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.errors import ConfigError
-from node.loadtest_config import load
-from node.loadtest_stats import (
+from node.loadtest.config import load
+from node.loadtest.stats import (
     CommitRecord,
     RoundRecords,
     latency_histogram,
@@ -23,7 +23,7 @@ from node.loadtest_stats import (
     percentile,
     summarize,
 )
-from node.loadtest_system import ProcessSampler, stage_difference, stage_totals
+from node.loadtest.system import ProcessSampler, stage_difference, stage_totals
 
 
 def test_percentile_interpolates_between_ranks() -> None:

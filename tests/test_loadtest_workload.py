@@ -5,6 +5,7 @@ members added by governance when there are more workers than member keys."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -13,14 +14,16 @@ import pytest
 
 from ledger.crypto import SigningKey
 from ledger.results import ResultCode
+from ledger.sdk.devnet import devnet_genesis
 from ledger.sdk.inprocess import InProcessLedger
 from ledger.tx import decode_transaction
-from node.genesis import devnet_genesis
-from node.loadtest_config import DEFAULT_WEIGHTS
-from node.loadtest_prepare import prepare
-from node.loadtest_workload import generate_pool, weighted_cycle
+from node.loadtest.config import DEFAULT_WEIGHTS
+from node.loadtest.prepare import prepare
+from node.loadtest.workload import generate_pool, weighted_cycle
 
 CHAIN_ID = "medledger-loadtest-unit"
+# The genesis time a devnet takes: now.
+GENESIS_TIME_MS = int(time.time() * 1000)
 
 
 def _json(value: Any) -> Any:
@@ -63,7 +66,7 @@ def commit_block(ledger: InProcessLedger, raws: Sequence[bytes]) -> list[int]:
 
 def new_ledger() -> InProcessLedger:
     node_keys = [SigningKey(bytes([index + 1]) * 32).public_key for index in range(3)]
-    return InProcessLedger(devnet_genesis(CHAIN_ID, node_keys))
+    return InProcessLedger(devnet_genesis(CHAIN_ID, node_keys, genesis_time_ms=GENESIS_TIME_MS))
 
 
 def interleave(lanes: Sequence[Sequence[bytes]], batch: int) -> list[list[bytes]]:

@@ -16,11 +16,11 @@ from consensus.state import Role
 from ledger.bodies import PartyKind
 from ledger.results import ResultCode
 from ledger.sdk.builders import TransactionBuilder
+from ledger.sdk.devnet import devnet_admin_key
 from node.config import load_config
-from node.devnet import create_devnet
-from node.genesis import devnet_admin_key
-from node.memory_transport import MemoryNetwork, MemoryTransport
+from node.p2p.memory import MemoryNetwork, MemoryTransport
 from node.service import Node
+from node.tools.devnet import create_devnet
 
 CHAIN_ID = "medledger-admission"
 FIRST_BATCH_TXS = 1_000  # checked in a worker thread (>= 16 txs): takes tens of ms

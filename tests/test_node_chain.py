@@ -3,22 +3,27 @@ height it names, even when the apply thread moves the head while the block is bu
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from consensus.types import Entry, EntryType
 from ledger.app import genesis_writes
 from ledger.block import decode_block
 from ledger.crypto import SigningKey
+from ledger.sdk.devnet import devnet_genesis
 from node.chain import Chain, Roots
-from node.genesis import devnet_genesis, genesis_hash
+from node.genesis import genesis_hash
 from storage.store import Store
 
 CHAIN_ID = "medledger-chain-unit"
+# The genesis time a devnet takes: now.
+GENESIS_TIME_MS = int(time.time() * 1000)
 KEYS = [SigningKey(bytes([index + 1]) * 32) for index in range(3)]
 
 
 def _chain(tmp_path: Path) -> Chain:
-    genesis = devnet_genesis(CHAIN_ID, [key.public_key for key in KEYS])
+    genesis = devnet_genesis(CHAIN_ID, [key.public_key for key in KEYS],
+                             genesis_time_ms=GENESIS_TIME_MS)
     store = Store.open(tmp_path / "data", chain_id=CHAIN_ID)
     store.blocks.apply_block(
         height=0, block_hash=genesis_hash(genesis), block_bytes=genesis.encode(), tx_ids=[],

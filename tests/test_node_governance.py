@@ -17,9 +17,9 @@ from ledger.bodies import MemberKind, ProposalAction, ProposeMember, Vote
 from ledger.codec import Struct
 from ledger.crypto import SigningKey
 from ledger.results import ResultCode
+from ledger.sdk.devnet import devnet_admin_key
 from ledger.tx import sign_transaction
 from ledger.txtypes import TxType
-from node.genesis import devnet_admin_key
 from node.keys import raft_node_id
 
 pytestmark = pytest.mark.slow

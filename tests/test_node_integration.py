@@ -22,9 +22,9 @@ from node_harness import ROOT, NodeProcess, dump_logs, leader_of, network, wait_
 from ledger.bodies import PartyKind, RegisterParty
 from ledger.crypto import SigningKey
 from ledger.merkle import MerkleProof, verify_proof
+from ledger.sdk.devnet import devnet_admin_key
 from ledger.tx import sign_transaction
 from ledger.txtypes import TxType
-from node.genesis import devnet_admin_key
 
 pytestmark = pytest.mark.slow
 CHAIN_ID = "medledger-test"
@@ -100,6 +100,13 @@ def test_tx_at_follower_and_observer_commits_everywhere_with_proofs(tmp_path: Pa
         # the same chain everywhere
         height = min(p.call("chain_head")["height"] for p in processes)
         assert len({tuple(chain_hashes(p, height)) for p in processes}) == 1
+    # Every line each node logged is JSON and names the node (an operator greps one
+    # node's lines out of a shared log; libp2p's own warnings included).
+    for process in processes:
+        lines = process.log_text().splitlines()
+        assert lines
+        for line in lines:
+            assert json.loads(line).get("node") == process.node.peer_id, line
 
 
 def test_leader_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
@@ -255,7 +262,7 @@ def test_json_rpc_errors_and_caps_on_a_real_node(tmp_path: Path) -> None:
 
 
 def test_devnet_command_and_tx_submit(tmp_path: Path) -> None:
-    from node.devnet import free_port
+    from node.tools.devnet import free_port
 
     base = free_port()
     for _ in range(50):  # four consecutive free ports

@@ -23,9 +23,9 @@ from netns_cluster import (
 from node_harness import wait_for
 
 from ledger.bodies import PartyKind, RegisterParty
+from ledger.sdk.devnet import devnet_admin_key
 from ledger.tx import sign_transaction
 from ledger.txtypes import TxType
-from node.genesis import devnet_admin_key
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))]

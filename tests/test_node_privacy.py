@@ -11,7 +11,7 @@ from node_harness import dump_logs, network
 from test_node_integration import wait_ready
 
 from ledger.sdk.demo import _DemoRun
-from node.demo import RpcLedgerClient, consortium_for
+from node.tools.demo import RpcLedgerClient, consortium_for
 from storage.raw import open_raw
 
 pytestmark = pytest.mark.slow

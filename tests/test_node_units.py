@@ -20,23 +20,23 @@ def test_mempool_dedupes_bounds_and_orders_by_nonce() -> None:
     key_a, key_b = SigningKey(bytes([1]) * 32), SigningKey(bytes([2]) * 32)
     a3, a1, b1, a2 = (signed(key=key_a, nonce=3), signed(key=key_a, nonce=1),
                       signed(key=key_b, nonce=1), signed(key=key_a, nonce=2))
-    pool = Mempool(max_txs=4, max_bytes=10_000)
+    pool = Mempool(txs_max=4, bytes_max=10_000)
     for tx in (a3, a1, b1, a2):
         assert pool.add(tx) is ResultCode.OK
     assert pool.add(a1) is ResultCode.DUPLICATE
     assert pool.add(signed(key=key_b, nonce=9)) is ResultCode.MEMPOOL_FULL
-    chosen = pool.select(max_txs=10, max_bytes=10_000, now=0.0)
+    chosen = pool.select(txs_max=10, bytes_max=10_000, now=0.0)
     # signer A's slots (0, 1, 3) get nonces 1, 2, 3; B keeps its slot.
     assert [tx.nonce for tx in chosen] == [1, 2, 1, 3]
     a, b = key_a.public_key, key_b.public_key
     assert [tx.signer for tx in chosen] == [a, a, b, a]
-    assert pool.select(max_txs=10, max_bytes=10_000, now=0.0) == []  # all in flight
+    assert pool.select(txs_max=10, bytes_max=10_000, now=0.0) == []  # all in flight
     assert pool.release_inflight([a1.tx_id]) == 1
-    assert pool.select(max_txs=10, max_bytes=10_000, now=0.0) == [a1]
+    assert pool.select(txs_max=10, bytes_max=10_000, now=0.0) == [a1]
     assert pool.remove_committed([a1.tx_id, a2.tx_id]) == 2
     assert len(pool) == 2 and pool.size_bytes == len(a3.raw) + len(b1.raw)
     pool.release_inflight()
-    chosen = pool.select(max_txs=1, max_bytes=10_000, now=0.0)
+    chosen = pool.select(txs_max=1, bytes_max=10_000, now=0.0)
     assert {tx.tx_id for tx in chosen} <= {a3.tx_id, b1.tx_id}
 
 
@@ -46,10 +46,10 @@ def test_mempool_holds_gossiped_txs_until_their_owner_forwards_them() -> None:
     key, other = SigningKey(bytes([4]) * 32), SigningKey(bytes([5]) * 32)
     early, late, unrelated = (signed(key=key, nonce=1), signed(key=key, nonce=2),
                               signed(key=other, nonce=1))
-    pool = Mempool(max_txs=10, max_bytes=10_000, hold_s=30.0)
+    pool = Mempool(txs_max=10, bytes_max=10_000, hold_s=30.0)
     assert pool.add(late, held_since=100.0) is ResultCode.OK  # gossip got here first
     assert pool.add(unrelated) is ResultCode.OK
-    assert pool.select(max_txs=10, max_bytes=10_000, now=101.0) == [unrelated]
+    assert pool.select(txs_max=10, bytes_max=10_000, now=101.0) == [unrelated]
     assert pool.forwardable(101.0) == [unrelated]
     assert pool.statistics().held_txs == 1
     # The owner forwards both, in order: released in that order, after what came before.
@@ -57,12 +57,12 @@ def test_mempool_holds_gossiped_txs_until_their_owner_forwards_them() -> None:
     assert pool.add(late) is ResultCode.DUPLICATE
     assert pool.statistics().held_txs == 0
     assert pool.forwardable(102.0) == [unrelated, early, late]
-    assert [tx.nonce for tx in pool.select(max_txs=1, max_bytes=10_000, now=102.0)] == [1]
+    assert [tx.nonce for tx in pool.select(txs_max=1, bytes_max=10_000, now=102.0)] == [1]
     # A held tx whose owner never comes leaves the pool after hold_s, unproposed.
     orphan = signed(key=key, nonce=3)
     pool.add(orphan, held_since=200.0)
     assert orphan not in pool.forwardable(229.0) and orphan.tx_id in pool
-    assert orphan not in pool.select(max_txs=10, max_bytes=10_000, now=230.0)
+    assert orphan not in pool.select(txs_max=10, bytes_max=10_000, now=230.0)
     assert orphan.tx_id not in pool and pool.statistics().held_txs == 0
 
 
@@ -73,25 +73,25 @@ def test_mempool_waits_for_a_held_lower_nonce_before_proposing_later_ones() -> N
     key, other = SigningKey(bytes([6]) * 32), SigningKey(bytes([7]) * 32)
     first, second, third = (signed(key=key, nonce=n) for n in (1, 2, 3))
     unrelated = signed(key=other, nonce=1)
-    pool = Mempool(max_txs=10, max_bytes=10_000, hold_s=30.0)
+    pool = Mempool(txs_max=10, bytes_max=10_000, hold_s=30.0)
     assert pool.add(first, held_since=100.0) is ResultCode.OK  # gossip
     for tx in (second, third, unrelated):
         assert pool.add(tx) is ResultCode.OK  # a relay's forward
-    assert pool.select(max_txs=10, max_bytes=10_000, now=101.0) == [unrelated]
+    assert pool.select(txs_max=10, bytes_max=10_000, now=101.0) == [unrelated]
     assert pool.add(first) is ResultCode.DUPLICATE  # the owner's forward: released
-    assert [tx.nonce for tx in pool.select(max_txs=10, max_bytes=10_000, now=102.0)] == [
+    assert [tx.nonce for tx in pool.select(txs_max=10, bytes_max=10_000, now=102.0)] == [
         1, 2, 3]
     # An earlier nonce whose owner never comes stops nothing beyond its hold.
-    later = Mempool(max_txs=10, max_bytes=10_000, hold_s=30.0)
+    later = Mempool(txs_max=10, bytes_max=10_000, hold_s=30.0)
     later.add(first, held_since=100.0)
     later.add(second)
-    assert later.select(max_txs=10, max_bytes=10_000, now=129.0) == []
-    assert later.select(max_txs=10, max_bytes=10_000, now=130.0) == [second]
+    assert later.select(txs_max=10, bytes_max=10_000, now=129.0) == []
+    assert later.select(txs_max=10, bytes_max=10_000, now=130.0) == [second]
 
 
 def test_mempool_byte_bound() -> None:
     tx = signed()
-    pool = Mempool(max_txs=100, max_bytes=len(tx.raw))
+    pool = Mempool(txs_max=100, bytes_max=len(tx.raw))
     assert pool.add(tx) is ResultCode.OK
     assert pool.add(signed(nonce=2)) is ResultCode.MEMPOOL_FULL
 

@@ -13,8 +13,8 @@ from libp2p.identity_utils import create_identity_from_seed
 from libp2p.io.msgio import VarIntLengthMsgReadWriter
 from libp2p.peer.id import ID
 
-from node.p2p_framing import FrameError, FrameReader, StreamEndedError, encode_frame
-from node.p2p_identity import (
+from node.p2p.framing import FrameError, FrameReader, StreamEndedError, encode_frame
+from node.p2p.identity import (
     base58_decode,
     base58_encode,
     peer_id_from_public_key,

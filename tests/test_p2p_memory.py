@@ -13,7 +13,7 @@ from p2p_helpers import (
     wait_until,
 )
 
-from node.transport import PeerUnreachableError
+from node.p2p.transport import PeerUnreachableError
 
 TEST_TIMEOUT_S = 10
 

@@ -23,9 +23,9 @@ from p2p_helpers import (
     wait_until,
 )
 
-from node.memory_transport import MemoryNetwork, MemoryTransport
-from node.p2p_limits import GOSSIP_MESSAGE_BYTES_MAX, RAFT_FRAME_BYTES_MAX
-from node.transport import (
+from node.p2p.limits import GOSSIP_MESSAGE_BYTES_MAX, RAFT_FRAME_BYTES_MAX
+from node.p2p.memory import MemoryNetwork, MemoryTransport
+from node.p2p.transport import (
     MessageTooLargeError,
     PeerUnreachableError,
     RequestFailedError,
@@ -265,7 +265,7 @@ async def test_requests_are_served_to_observers_when_open(harness: Harness) -> N
 
 def test_both_transports_implement_the_protocol() -> None:
     """mypy checks the assignments below against the Transport Protocol."""
-    from node.p2p import Libp2pTransport
+    from node.p2p.host import Libp2pTransport
 
     real: Transport = Libp2pTransport(seed=seed(0))
     simulated: Transport = MemoryTransport(MemoryNetwork(), seed=seed(0))

@@ -94,3 +94,14 @@ def test_snapshot_compaction_and_install() -> None:
     storage.persist(hard_state=HardState(3, 0, 20), entries=[], snapshot=newer, sync=True)
     assert (storage.first_index(), storage.last_index(), storage.term(20)) == (21, 20, 3)
     assert storage.initial_state()[1] == ConfState(voters=(1, 2, 3))
+
+
+def test_a_recorded_configuration_is_the_initial_one_until_a_newer_snapshot() -> None:
+    storage = MemoryStorage(ConfState(voters=(1, 2, 3)))
+    storage.set_conf_state(ConfState(voters=(1, 2, 3), learners=(4,)), index=5, sync=True)
+    assert storage.initial_state()[1] == ConfState(voters=(1, 2, 3), learners=(4,))
+    storage.set_conf_state(ConfState(voters=(1, 2)), index=3, sync=True)  # older: ignored
+    assert storage.initial_state()[1].learners == (4,)
+    storage.set_conf_state(ConfState(voters=(1, 2, 3, 4)), index=8, sync=False)
+    storage.crash()  # the unsynced record is gone with the crash
+    assert storage.initial_state()[1] == ConfState(voters=(1, 2, 3), learners=(4,))

@@ -11,6 +11,7 @@ from consensus.types import Entry, EntryType
 from storage import keys
 from storage.errors import ValueChecksumError
 from storage.raw import open_raw
+from storage.statesync import StateImport, export_state
 
 
 def test_integer_keys_sort_numerically() -> None:
@@ -97,14 +98,14 @@ def test_interrupted_old_generation_cleanup_resumes_on_open(tmp_path: Path) -> N
                 tx_results=[], state_writes={b"new/%d" % n: b"v" for n in range(10)},
                 applied_index=height + 1,
             )
-        chunks = list(source.blocks.export_state(chunk_bytes_max=1 << 20))
+        chunks = list(export_state(source.blocks, chunk_bytes_max=1 << 20))
     store = open_store(tmp_path / "target")
     store.blocks.apply_block(
         height=0, block_hash=block_hash(0), block_bytes=b"b", tx_ids=[], tx_results=[],
         state_writes={b"old/%d" % n: b"v" for n in range(10)}, applied_index=1,
     )
     old_prefix = keys.state_prefix(store.blocks.live_generation)
-    importer = store.blocks.import_state_begin(
+    importer = StateImport.begin(store.blocks,
         height=chunks[0].height, block_hash=chunks[0].block_hash,
         applied_index=chunks[0].applied_index,
     )
@@ -114,7 +115,7 @@ def test_interrupted_old_generation_cleanup_resumes_on_open(tmp_path: Path) -> N
     def crash(generation: bytes) -> None:
         raise Crash
 
-    store.blocks._clear_generation = crash  # type: ignore[method-assign]
+    store.blocks.clear_generation = crash  # type: ignore[method-assign]
     with pytest.raises(Crash):
         importer.finish()  # switched, but the old generation is still on disk
     store.close()

@@ -13,7 +13,7 @@ from ledger.codec import decode
 from storage import StateChunk, Store, keys
 from storage.errors import StateChunkError
 from storage.raw import open_raw
-from storage.statesync import STATE_CHUNK_ITEMS_MAX
+from storage.statesync import STATE_CHUNK_ITEMS_MAX, StateImport, export_state, interrupted_import
 
 
 def fill(store: Store, count: int, value_bytes: int = 50) -> None:
@@ -44,13 +44,13 @@ def target(tmp_path: Path) -> Iterator[Store]:
 
 
 def begin(target: Store, chunk: StateChunk):  # type: ignore[no-untyped-def]
-    return target.blocks.import_state_begin(
+    return StateImport.begin(target.blocks,
         height=chunk.height, block_hash=chunk.block_hash, applied_index=chunk.applied_index
     )
 
 
 def test_export_chunks_are_bounded_and_digest_matches(source: Store) -> None:
-    chunks = list(source.blocks.export_state(chunk_bytes_max=8 * 1024))
+    chunks = list(export_state(source.blocks, chunk_bytes_max=8 * 1024))
     assert len(chunks) > 10
     for chunk in chunks:
         size = sum(len(item.key) + len(item.value) for item in chunk.items)
@@ -66,7 +66,7 @@ def test_export_chunks_are_bounded_and_digest_matches(source: Store) -> None:
 
 
 def test_export_is_one_consistent_view(source: Store) -> None:
-    exporter = source.blocks.export_state(chunk_bytes_max=4096)
+    exporter = export_state(source.blocks, chunk_bytes_max=4096)
     first = next(exporter)
     source.blocks.apply_block(
         height=2, block_hash=block_hash(2), block_bytes=b"two", tx_ids=[], tx_results=[],
@@ -81,7 +81,7 @@ def test_export_is_one_consistent_view(source: Store) -> None:
 
 
 def test_import_round_trip(source: Store, target: Store, tmp_path: Path) -> None:
-    chunks = list(source.blocks.export_state(chunk_bytes_max=16 * 1024))
+    chunks = list(export_state(source.blocks, chunk_bytes_max=16 * 1024))
     importer = begin(target, chunks[0])
     for chunk in chunks:
         importer.add_chunk(chunk)
@@ -99,7 +99,7 @@ def test_import_round_trip(source: Store, target: Store, tmp_path: Path) -> None
     with open_store(tmp_path / "target") as reopened:
         assert reopened.blocks.state_get(b"after") == b"import"
         assert reopened.blocks.state_get(b"key/000001") == source.blocks.state_get(b"key/000001")
-        assert reopened.blocks.interrupted_import() is None
+        assert interrupted_import(reopened.blocks) is None
 
 
 def test_import_replaces_existing_state_and_clears_old_generation(
@@ -112,7 +112,7 @@ def test_import_replaces_existing_state_and_clears_old_generation(
             tx_results=[], state_writes={b"only-here": b"x", b"key/000005": b"old"},
             applied_index=1,
         )
-        chunks = list(source.blocks.export_state(chunk_bytes_max=64 * 1024))
+        chunks = list(export_state(source.blocks, chunk_bytes_max=64 * 1024))
         importer = begin(stale, chunks[0])
         for chunk in chunks:
             importer.add_chunk(chunk)
@@ -124,7 +124,7 @@ def test_import_replaces_existing_state_and_clears_old_generation(
 
 
 def test_bad_chunks_are_refused(source: Store, target: Store) -> None:
-    chunks = list(source.blocks.export_state(chunk_bytes_max=16 * 1024))
+    chunks = list(export_state(source.blocks, chunk_bytes_max=16 * 1024))
     importer = begin(target, chunks[0])
     with pytest.raises(StateChunkError, match="expected chunk 0"):
         importer.add_chunk(chunks[1])
@@ -152,7 +152,7 @@ def test_bad_chunks_are_refused(source: Store, target: Store) -> None:
 
 def test_interrupted_import_is_detected_and_restartable(source: Store, tmp_path: Path) -> None:
     path = tmp_path / "target"
-    chunks = list(source.blocks.export_state(chunk_bytes_max=16 * 1024))
+    chunks = list(export_state(source.blocks, chunk_bytes_max=16 * 1024))
     store = open_store(path)
     importer = begin(store, chunks[0])
     for chunk in chunks[:3]:
@@ -160,14 +160,14 @@ def test_interrupted_import_is_detected_and_restartable(source: Store, tmp_path:
     store.close()  # as good as a crash: the marker and staged chunks are on disk
     store = open_store(path)
     try:
-        assert store.blocks.interrupted_import() == (1, block_hash(1), 4, 3)
+        assert interrupted_import(store.blocks) == (1, block_hash(1), 4, 3)
         assert store.blocks.head() is None
         assert store.blocks.state_digest() == keys_empty_digest(store)
         importer = begin(store, chunks[0])
         for chunk in chunks:
             importer.add_chunk(chunk)
         importer.finish()
-        assert store.blocks.interrupted_import() is None
+        assert interrupted_import(store.blocks) is None
         assert store.blocks.state_digest() == source.blocks.state_digest()
     finally:
         store.close()
@@ -179,15 +179,15 @@ def test_abort_leaves_live_state(source: Store, target: Store) -> None:
         state_writes={b"mine": b"1"}, applied_index=1,
     )
     digest = target.blocks.state_digest()
-    chunks = list(source.blocks.export_state(chunk_bytes_max=16 * 1024))
+    chunks = list(export_state(source.blocks, chunk_bytes_max=16 * 1024))
     importer = begin(target, chunks[0])
     importer.add_chunk(chunks[0])
     importer.abort()
-    assert target.blocks.interrupted_import() is None
+    assert interrupted_import(target.blocks) is None
     assert target.blocks.state_digest() == digest
 
 
 def keys_empty_digest(store: Store) -> bytes:
-    from storage.blockstore import new_state_digest
+    from ledger.app.machine import new_state_digest
 
     return bytes(new_state_digest().digest())

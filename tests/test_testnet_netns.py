@@ -6,6 +6,7 @@ from __future__ import annotations
 import select
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -83,6 +84,13 @@ def test_cleanup_on_exception_kills_processes_inside() -> None:
     with pytest.raises(RuntimeError, match="planted"), Network(["only"]) as network:
         prefix = network.prefix
         sleeper = subprocess.Popen(network.exec_args("only", ["sleep", "300"]))
+        # Only once it runs inside: `ip netns exec` enters the namespace after a moment.
+        namespace = network.host("only").namespace
+        deadline = time.monotonic() + 10
+        while not subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
+                                 text=True, timeout=10).stdout.split():
+            assert time.monotonic() < deadline, "the sleeper never entered the namespace"
+            time.sleep(0.05)
         raise RuntimeError("planted")
     assert leftover_namespaces(prefix) == []
     assert sleeper is not None

@@ -83,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bound on convergence once faults stop",
     )
     parser.add_argument(
+        "--crash-mid-ready",
+        type=float,
+        default=_DEFAULTS.crash_mid_ready_rate,
+        help="chance per step of a Ready that the node crashes right after it (0-1)",
+    )
+    parser.add_argument(
         "--bug",
         action="append",
         choices=_BUG_NAMES,
@@ -137,6 +143,7 @@ def configs_from_arguments(args: argparse.Namespace) -> list[SimulationConfig]:
             fault_duration_ticks_max=args.fault_duration,
             message_size_bytes_max=args.message_bytes,
             liveness_ticks=args.liveness_ticks,
+            crash_mid_ready_rate=args.crash_mid_ready,
             bugs=bugs,
         )
         config.validate()

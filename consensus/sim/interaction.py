@@ -15,6 +15,7 @@ from consensus.errors import InvalidMessageError, UnknownPeerError
 from consensus.log import NO_LIMIT
 from consensus.memory import MemoryStorage
 from consensus.raw_node import RawNode, Ready
+from consensus.ready import Apply, ConfChangeApplied, Persist, Restore, Send, ready_steps
 from consensus.sim.format import (
     describe_conf_state,
     describe_entries,
@@ -27,10 +28,8 @@ from consensus.types import (
     ConfChange,
     ConfState,
     Entry,
-    EntryType,
     Message,
     Snapshot,
-    decode_conf_change,
 )
 
 
@@ -268,20 +267,22 @@ class InteractionEnvironment:
             )
         if ready.entries:
             out.append(f"  entries: {describe_entries(ready.entries)}")
-        node.storage.persist(
-            hard_state=ready.hard_state,
-            entries=ready.entries,
-            snapshot=ready.snapshot,
-            sync=ready.must_sync,
-        )
-        if ready.snapshot is not None:
-            self._restore_snapshot(node, ready.snapshot)
-        for message in ready.messages:
-            out.append(f"  send {describe_message(message)}")
-            self.queue.append(message)
-        for entry in ready.committed_entries:
-            self._apply(node_id, node, entry)
-        node.raw_node.advance(ready)
+        conf_changed: ConfChangeApplied | None = None
+        for action in ready_steps(node.raw_node, ready):
+            if isinstance(action, Persist):
+                node.storage.persist(hard_state=action.hard_state, entries=action.entries,
+                                     snapshot=action.snapshot, sync=action.sync)
+            elif isinstance(action, Restore):
+                self._restore_snapshot(node, action.snapshot)
+            elif isinstance(action, Send):
+                for message in action.messages:
+                    out.append(f"  send {describe_message(message)}")
+                    self.queue.append(message)
+            elif isinstance(action, ConfChangeApplied):
+                conf_changed = action  # shown after the entry's "apply" line
+            elif isinstance(action, Apply):
+                self._apply(node_id, node, action.entry, conf_changed)
+                conf_changed = None
 
     def _restore_snapshot(self, node: EnvironmentNode, snapshot: Snapshot) -> None:
         metadata = snapshot.metadata
@@ -289,11 +290,13 @@ class InteractionEnvironment:
         node.snapshot_index = metadata.index
         node.conf_states = [(metadata.index, metadata.conf_state)]
 
-    def _apply(self, node_id: int, node: EnvironmentNode, entry: Entry) -> None:
+    def _apply(self, node_id: int, node: EnvironmentNode, entry: Entry,
+               conf_changed: ConfChangeApplied | None) -> None:
         node.applied.append(entry)
         self.output.append(f"  apply {describe_entry(entry)}")
-        if entry.type == EntryType.CONF_CHANGE:
-            conf_state = node.raw_node.apply_conf_change(decode_conf_change(entry.data))
+        if conf_changed is not None:
+            conf_state = conf_changed.conf_state
+            assert conf_state is not None, conf_changed.refused
             node.conf_states.append((entry.index, conf_state))
             self.output.append(f"  {node_id}: now {describe_conf_state(conf_state)}")
 

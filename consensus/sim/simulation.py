@@ -26,6 +26,15 @@ from consensus.errors import UnknownPeerError
 from consensus.log import NO_LIMIT, RaftLog
 from consensus.memory import MemoryStorage
 from consensus.raw_node import RawNode
+from consensus.ready import (
+    Apply,
+    ConfChangeApplied,
+    Persist,
+    Restore,
+    Send,
+    Step,
+    ready_steps,
+)
 from consensus.sim.checkers import (
     Record,
     SafetyChecker,
@@ -43,7 +52,6 @@ from consensus.types import (
     EntryType,
     Message,
     Snapshot,
-    decode_conf_change,
 )
 from ledger.codec import decode_tree, encode_tree
 from ledger.errors import ConfigError
@@ -101,6 +109,11 @@ class SimulationConfig:
     snapshot_interval_entries: int = 30
     # Client proposals outstanding at once; beyond it clients wait.
     pending_proposals_max: int = 48
+    # Chance, after each step of a Ready (consensus.ready), that the node crashes right
+    # there, the rest of the Ready undone (while faults are on and few enough are down).
+    # It checks the order of the steps: a message sent before what it promises is
+    # durable is lost with the crash. 0 draws nothing, so runs without it are unchanged.
+    crash_mid_ready_rate: float = 0.0
     bugs: RaftBugs = field(default_factory=RaftBugs)
 
     def validate(self) -> None:
@@ -114,6 +127,8 @@ class SimulationConfig:
             raise ConfigError("fault_rate must be in [0, 1] per tick")
         if self.fault_duration_ticks_max < 3:
             raise ConfigError("fault_duration_ticks_max must be at least 3")
+        if not 0.0 <= self.crash_mid_ready_rate <= 1.0:
+            raise ConfigError("crash_mid_ready_rate must be in [0, 1] per step")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +201,9 @@ class Simulation:
         config.validate()
         self.config = config
         self.rng = random.Random(config.seed)
+        # Its own stream, so that runs without mid-Ready crashes draw exactly as before.
+        self.mid_ready_rng = random.Random(f"mid-ready/{config.seed}")
+        self.faults_on = False
         self.network = Network(random.Random(self.rng.getrandbits(64)), LinkQuality())
         self.checker = SafetyChecker()
         self.trace = hashlib.sha256()
@@ -240,6 +258,7 @@ class Simulation:
         return self._result(convergence_ticks)
 
     def _step(self, *, faults: bool) -> None:
+        self.faults_on = faults
         step = self.step_now
         touched: set[int] = set()
         if step % TICK_STEPS == 0:
@@ -313,37 +332,49 @@ class Simulation:
         raw_node = node.raw_node
         if raw_node is None:
             return
-        checker = self.checker
-        network = self.network
         while True:
             ready = raw_node.ready()
             if ready is None:
                 break
-            if ready.entries:
-                checker.observe_persisted(step, node.node_id, ready.entries)
-            node.storage.persist(
-                hard_state=ready.hard_state,
-                entries=ready.entries,
-                snapshot=ready.snapshot,
-                sync=ready.must_sync,
-            )
-            if ready.snapshot is not None:
-                records = node.restore(ready.snapshot)
-                checker.observe_restored(step, node.node_id, records)
-            for message in ready.messages:
-                network.send(message, step)
-            for entry in ready.committed_entries:
-                checker.observe_applied(step, node.node_id, entry)
-                node.applied_index = entry.index
-                if entry.type == EntryType.CONF_CHANGE:
-                    node.conf_state = raw_node.apply_conf_change(decode_conf_change(entry.data))
-                elif entry.data:
-                    node.records.append((entry.index, entry.term, entry.data))
-                    node.payloads.add(entry.data)
-                    self._acknowledge(node.node_id, entry.data, step)
-            raw_node.advance(ready)
+            for action in ready_steps(raw_node, ready):
+                self._carry_out(node, action, step)
+                if self._crashes_mid_ready():
+                    self._crash(node, step)  # the rest of this Ready never happens
+                    return
             self._observe(node, step)
         self._maybe_snapshot(node)
+
+    def _crashes_mid_ready(self) -> bool:
+        rate = self.config.crash_mid_ready_rate
+        if rate == 0.0 or not self.faults_on:
+            return False
+        down = sum(1 for node in self.nodes.values() if node.raw_node is None)
+        return down < max(1, self.config.node_count // 2) and self.mid_ready_rng.random() < rate
+
+    def _carry_out(self, node: SimulatedNode, action: Step, step: int) -> None:
+        """One step of a Ready (consensus.ready, the node's own loop), done at once."""
+        if isinstance(action, Persist):
+            if action.entries:
+                self.checker.observe_persisted(step, node.node_id, action.entries)
+            node.storage.persist(hard_state=action.hard_state, entries=action.entries,
+                                 snapshot=action.snapshot, sync=action.sync)
+        elif isinstance(action, Restore):
+            records = node.restore(action.snapshot)
+            self.checker.observe_restored(step, node.node_id, records)
+        elif isinstance(action, Send):
+            for message in action.messages:
+                self.network.send(message, step)
+        elif isinstance(action, ConfChangeApplied):
+            assert action.conf_state is not None, action.refused
+            node.conf_state = action.conf_state
+        elif isinstance(action, Apply):
+            entry = action.entry
+            self.checker.observe_applied(step, node.node_id, entry)
+            node.applied_index = entry.index
+            if entry.type is not EntryType.CONF_CHANGE and entry.data:
+                node.records.append((entry.index, entry.term, entry.data))
+                node.payloads.add(entry.data)
+                self._acknowledge(node.node_id, entry.data, step)
 
     def _maybe_snapshot(self, node: SimulatedNode) -> None:
         if node.applied_index - node.snapshot_index < self.config.snapshot_interval_entries:

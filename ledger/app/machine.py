@@ -21,6 +21,7 @@ state and the block.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -255,12 +256,28 @@ def writes_digest(writes: Mapping[bytes, bytes | None]) -> bytes:
     return digest.digest()
 
 
+# The one definition of a state digest (the state sync's running digest, the checkers'):
+# the domain, then per item in key order len(key) u32, len(value) u32, key, value.
+STATE_DIGEST_DOMAIN = b"medledger/state-digest/v1\x00"
+_ITEM_LENGTHS = struct.Struct(">II")
+
+
+def new_state_digest() -> Any:
+    """A hasher to fold state items into with :func:`state_digest_update`."""
+    return hashlib.sha256(STATE_DIGEST_DOMAIN)
+
+
+def state_digest_update(hasher: Any, items: Iterable[tuple[bytes, bytes]]) -> None:
+    """Fold items (in key order, continuing the previous ones) into ``hasher``."""
+    pack = _ITEM_LENGTHS.pack
+    hasher.update(b"".join(pack(len(key), len(value)) + key + value for key, value in items))
+
+
 def state_digest(items: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """SHA-256 over a whole state's sorted (key, value) pairs (tests and checkers)."""
-    digest = hashlib.sha256(b"medledger/state/v1\x00")
-    for key, value in items:
-        digest.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
-    return digest.digest()
+    """The digest of a whole state given as sorted (key, value) pairs."""
+    hasher = new_state_digest()
+    state_digest_update(hasher, items)
+    return bytes(hasher.digest())
 
 
 def validators(state: StateReader) -> list[tuple[str, bytes]]:

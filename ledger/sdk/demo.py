@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ledger import bodies as b
 from ledger.app.genesis import Genesis, GenesisMember, Parameters
@@ -817,8 +816,3 @@ def _code_name(code: int) -> str:
         return ResultCode(code).name
     except ValueError:
         return f"code {code}"
-
-
-def demo_genesis(consortium: DemoConsortium | None = None, **options: Any) -> Genesis:
-    """The genesis for the demo consortium (see :meth:`DemoConsortium.genesis`)."""
-    return (consortium or DemoConsortium()).genesis(**options)

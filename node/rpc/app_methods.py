@@ -98,6 +98,26 @@ def app_method_from_description(description: Mapping[str, Any]) -> AppMethodSpec
     )
 
 
+def app_method_specs() -> list[AppMethodSpec]:
+    """The application's queries as RPC method specs (params typed for validation and for
+    the OpenRPC document)."""
+    from ledger.app.queries import QUERY_METHODS
+
+    type_names = {str: "identifier", int: "integer", bytes: "bytes", bool: "boolean"}
+    specs = []
+    for name, method in QUERY_METHODS.items():
+        params = [
+            {"name": param, "type": type_names[param_type],
+             "required": param not in method.optional}
+            for param, param_type in method.params.items()
+        ]
+        summary = name.split("_", 1)[1]
+        specs.append(app_method_from_description(
+            {"name": name, "summary": f"application query {summary}", "params": params,
+             "result": "JSON view of the ledger state, or null when not found"}))
+    return specs
+
+
 def _param_type(name: str) -> ParamType:
     if name.endswith("[]"):
         return ArrayOf(_param_type(name[:-2]), length_max=ledger_limits.LIST_LENGTH_MAX)

@@ -7,7 +7,7 @@ import hmac
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -17,9 +17,6 @@ from node.jsonview import block_view
 from node.metrics import Metrics
 from node.rpc.limits import RpcLimits
 from node.rpc.registry import Registry
-
-if TYPE_CHECKING:
-    from node.rpc.subscriptions import WebSocketSession
 
 # Encoded block views kept for subscribers: they all sit at the head, so one encoding of
 # each recent block serves every newBlocks subscription.
@@ -88,7 +85,9 @@ class Connection:
     request_id: str
     authenticated: bool = False
     authentication_failures: int = 0
-    session: WebSocketSession | None = None
+    # A WebSocket connection's node.rpc.subscriptions.WebSocketSession (which builds on
+    # this module, hence not named here); None for HTTP.
+    session: object | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,8 @@ code    name                       meaning
                                    with an ``error`` member), the connection stays open
 -32006  too_many_subscriptions     the per-connection subscription cap is reached
 -32010  not_ready                  reserved: the node cannot serve this now (no leader, not
-                                   started); raised once NodeAPI can signal it (see
-                                   node/rpc/API_CHANGES.md). Txs sent to a node without a
-                                   leader are admitted and forwarded later, not refused.
+                                   started). Txs sent to a node without a leader are
+                                   admitted and forwarded later, not refused.
 -32011  timeout                    the node did not answer within the call's deadline
 ======  =========================  ==========================================================
 """

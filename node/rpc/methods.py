@@ -68,7 +68,7 @@ ARRAY_OF_OBJECTS: dict[str, Any] = {"type": "array", "items": {"type": "object"}
 
 def _session(call: CallContext) -> WebSocketSession:
     session = call.connection.session
-    assert session is not None, "websocket_only methods run with a session"
+    assert isinstance(session, WebSocketSession), "websocket_only methods run with a session"
     return session
 
 
@@ -232,7 +232,7 @@ async def admin_rpc_statistics(call: CallContext, params: dict[str, Any]) -> Any
     statistics["methods"] = len(call.server.registry)
     statistics["limits"] = to_json_value(call.limits)
     session = call.connection.session
-    if session is not None:
+    if isinstance(session, WebSocketSession):
         statistics["this_connection_subscriptions"] = session.views()
     return statistics
 

@@ -1,10 +1,10 @@
 """The testnet's client, run inside the *client* namespace (the nodes' addresses exist only
 on the bridge): ``python -m node.testnet.client workload|membership SPEC.json``.
 
-``workload``: prepares the load tester's lanes (node.loadtest_prepare, on chain), signs
-their txs (node.loadtest_workload), then until the file ``stop`` appears in the output
+``workload``: prepares the load tester's lanes (node.loadtest.prepare, on chain), signs
+their txs (node.loadtest.workload), then until the file ``stop`` appears in the output
 directory: each lane submits its txs at its share of the rate to its node over a WebSocket
-(node.loadtest_client), reconnecting when the node goes away, and records every commit
+(node.loadtest.client), reconnecting when the node goes away, and records every commit
 notification as an acknowledgement; a monitor polls every node's head, status and peers.
 At the end it reads every node's whole chain. Everything goes to JSON-lines files in the
 output directory (times are wall-clock seconds, shared with the orchestrator):
@@ -33,9 +33,9 @@ import trio
 
 from ledger import bodies as b
 from ledger.sdk.builders import TransactionBuilder
-from node.genesis import devnet_admin_key
-from node.loadtest_chain import with_preparation
-from node.loadtest_client import (
+from ledger.sdk.devnet import devnet_admin_key
+from node.loadtest.chain import with_preparation
+from node.loadtest.client import (
     RpcCallError,
     RpcConnectionError,
     RpcTimeoutError,
@@ -43,10 +43,10 @@ from node.loadtest_client import (
     open_rpc,
     result_of,
 )
-from node.loadtest_config import DEFAULT_WEIGHTS
-from node.loadtest_prepare import prepare
-from node.loadtest_runner import NOTIFICATION_METHOD, watch_and_submit_text, worker_pool
-from node.loadtest_workload import generate_pool
+from node.loadtest.config import DEFAULT_WEIGHTS
+from node.loadtest.prepare import prepare
+from node.loadtest.runner import NOTIFICATION_METHOD, watch_and_submit_text, worker_pool
+from node.loadtest.workload import generate_pool
 
 SUBMIT_INTERVAL_S = 0.1
 CREDIT_S_MAX = 0.5  # after an outage a lane sends at most half a second's txs at once

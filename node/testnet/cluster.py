@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.errors import ConfigError
+from ledger.sdk.devnet import devnet_admin_key
 from node.config import config_from_dict, render_config
-from node.devnet import die_with_parent
-from node.genesis import devnet_admin_key
 from node.keys import write_key_file
 from node.testnet.netns import Network
+from node.tools.devnet import die_with_parent
 
 P2P_PORT = 7000
 RPC_PORT = 8545

@@ -15,16 +15,13 @@ way. Nothing here is imported by a node that was not started through this module
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-import trio
-
 from ledger.results import ResultCode
+from node.testnet import PLANTS
 
-PLANTS = ("ack-early", "apply-twice")
 APPLY_TWICE_HEIGHT = 20
 
 
@@ -52,7 +49,8 @@ def _install_apply_twice() -> None:
                 entry.index > self.blocks.applied_index():
             # The next block entry applies the copy instead (the applied index must move).
             state["again"] = None
-            applied = self._apply_block(again, again.tx_ids(), applied_index=entry.index)
+            applied = self._apply_block(again, again.tx_ids(), again.encode(),
+                                        applied_index=entry.index)
             return ApplyResult(entry.index, applied=applied, tx_ids_in_entry=again.tx_ids())
         result = original(self, entry)
         applied = result.applied
@@ -84,10 +82,8 @@ def _install_ack_early() -> None:
         for position, answer in enumerate(answers):
             if answer.tx_id is None or answer.code is not ResultCode.OK:
                 continue
-            event = TxResultEvent(answer.tx_id, height, position, int(ResultCode.OK))
-            for channel in list(self._subscribers.results):
-                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-                    channel.send_nowait(event)
+            self.feeds.send_result(
+                TxResultEvent(answer.tx_id, height, position, int(ResultCode.OK)))
         return answers
 
     Node.submit = submit_and_ack_at_once  # type: ignore[method-assign]

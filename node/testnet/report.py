@@ -1,6 +1,6 @@
 """The testnet's HTML report: the fault timeline drawn over throughput and commit latency,
 the pass criteria, per-fault recovery, the history check's violations. Self-contained
-(inline SVG, no script), in the load test report's style (node.loadtest_report).
+(inline SVG, no script), in the load test report's style (node.loadtest.report).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from node.loadtest_report import COLOURS, STYLE, _frame, _svg, _table
+from node.loadtest.report import COLOURS, STYLE, _frame, _svg, _table
 
 FAULT_COLOURS = {"kill": "#d62728", "pause": "#ff7f0e", "link-down": "#9467bd",
                  "blackhole": "#8c564b", "leader-cut": "#e377c2", "membership": "#17becf",

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +34,12 @@ from node.testnet.history import Ack, Block, NodeChain, check_history
 from node.testnet.netns import Network, namespaces_supported
 from node.testnet.report import write_report
 from node.testnet.schedule import Fault, make_schedule
+from node.testnet.timeline import (
+    all_connected_end,
+    connected_at,
+    next_commit,
+    recovery_stats,
+)
 
 CLIENT_HOST = "client"
 DISK_BYTES = 128 * 1024 * 1024  # the disk node's tmpfs; a 300 s run stores ~30 MB
@@ -351,40 +356,6 @@ def _tail(path: Path) -> list[str]:
         return []
 
 
-def _next_commit(heads: Sequence[dict[str, Any]], after: float) -> float | None:
-    """Seconds from ``after`` to the first head increase on any node after it."""
-    highest: dict[str, int] = {}
-    for sample in heads:
-        if sample["t"] <= after:
-            highest[sample["node"]] = sample["height"]
-            continue
-        if sample["height"] > highest.get(sample["node"], -1) and sample["node"] in highest:
-            return round(float(sample["t"]) - after, 3)
-        highest[sample["node"]] = max(highest.get(sample["node"], -1), sample["height"])
-    return None
-
-
-def _connected_at(peers: Sequence[dict[str, Any]], nodes: Sequence[NodeSpec],
-                  after: float) -> float | None:
-    """Seconds from ``after`` until every node is connected to every validator."""
-    validator_ids = {node.peer_id for node in nodes if node.validator}
-    current: dict[str, set[str]] = {}
-    for sample in sorted(peers, key=lambda item: item["t"]):
-        current[sample["node"]] = set(sample["connected"])
-        if sample["t"] < after:
-            continue
-        if _all_connected(current, nodes, validator_ids):
-            return round(float(sample["t"]) - after, 3)
-    if _all_connected(current, nodes, validator_ids):
-        return 0.0
-    return None
-
-
-def _all_connected(current: dict[str, set[str]], nodes: Sequence[NodeSpec],
-                   validator_ids: set[str]) -> bool:
-    return all(validator_ids - {node.peer_id} <= current.get(node.name, set()) for node in nodes)
-
-
 def _chains(client_dir: Path) -> list[NodeChain]:
     try:
         document = json.loads((client_dir / "chains.json").read_text())
@@ -396,19 +367,6 @@ def _chains(client_dir: Path) -> list[NodeChain]:
                   for height, block_hash, tx_ids in chain["blocks"]}
         chains.append(NodeChain(name, int(chain["head"]), blocks, chain.get("error", "")))
     return chains
-
-
-def _recovery_stats(faults: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    stats: dict[str, Any] = {}
-    for kind in sorted({fault["kind"] for fault in faults}):
-        of_kind = [fault for fault in faults if fault["kind"] == kind]
-        entry: dict[str, Any] = {"count": len(of_kind)}
-        for key in ("to_commit_s", "heal_to_commit_s", "heal_to_connected_s"):
-            values = [fault[key] for fault in of_kind if fault.get(key) is not None]
-            entry[key] = ({"median": round(statistics.median(values), 3), "max": max(values)}
-                          if values else None)
-        stats[kind] = entry
-    return stats
 
 
 def _analyse(testnet: Testnet, options: Options, origin: float, final_heal: float,
@@ -424,17 +382,17 @@ def _analyse(testnet: Testnet, options: Options, origin: float, final_heal: floa
     for index, record in enumerate(testnet.records):
         following = (testnet.records[index + 1].start if index + 1 < len(testnet.records)
                      else None)
-        connected = _connected_at([p for p in peers if following is None or p["t"] < following],
+        connected = connected_at([p for p in peers if following is None or p["t"] < following],
                                   testnet.nodes, record.end)
         faults.append({"kind": record.kind, "target": record.target,
                        "start_s": round(record.start - origin, 3),
                        "end_s": round(record.end - origin, 3),
                        "hold_s": round(record.end - record.start, 3),
-                       "to_commit_s": _next_commit(heads, record.start),
-                       "heal_to_commit_s": _next_commit(heads, record.end),
+                       "to_commit_s": next_commit(heads, record.start),
+                       "heal_to_commit_s": next_commit(heads, record.end),
                        "heal_to_connected_s": connected, "note": record.note})
-    first_commit = _next_commit(heads, final_heal)
-    connected_end = _all_connected_end(peers, testnet.nodes)
+    first_commit = next_commit(heads, final_heal)
+    connected_end = all_connected_end(peers, testnet.nodes)
     crashes = [crash for crash in testnet.crashes]
     crashes += [{"node": name, "exit_code": code, "at": "stop"}
                 for name, code in exit_codes.items() if code not in (0, None, -9, -15)]
@@ -470,7 +428,7 @@ def _analyse(testnet: Testnet, options: Options, origin: float, final_heal: floa
         "ack_codes": codes, "nonce_stale_in_order": stale_in_order,
         "submit_failures": sum(event.get("txs", 0) for event in events
                                if event.get("kind") == "submit-failed"),
-        "faults": len(faults), "recovery": _recovery_stats(faults),
+        "faults": len(faults), "recovery": recovery_stats(faults),
         "failed_criteria": [name for name, ok in criteria.items() if not ok],
     }
     if not passed:
@@ -480,14 +438,6 @@ def _analyse(testnet: Testnet, options: Options, origin: float, final_heal: floa
             "final_status": testnet.statuses(),
             "node_log_tails": {node.name: _tail(node.log) for node in testnet.nodes}}
     return {"line": line, "full": full, "acks": acks_raw, "origin": origin}
-
-
-def _all_connected_end(peers: Sequence[dict[str, Any]], nodes: Sequence[NodeSpec]) -> bool:
-    validator_ids = {node.peer_id for node in nodes if node.validator}
-    current: dict[str, set[str]] = {}
-    for sample in sorted(peers, key=lambda item: item["t"]):
-        current[sample["node"]] = set(sample["connected"])
-    return _all_connected(current, nodes, validator_ids)
 
 
 def main_from_args(args: Any) -> int:

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import trio
 
-from node.p2p_framing import FrameError, FrameReader, StreamEndedError
+from node.p2p.framing import FrameError, FrameReader, StreamEndedError
 
 FUZZ_DIR = Path(__file__).resolve().parent
 CORPUS_DIR = FUZZ_DIR / "corpus"

@@ -14,7 +14,7 @@ from ledger.errors import DecodeError
 from ledger.merkle import EMPTY_ROOT
 from ledger.txtypes import TxType
 from ledger.validation import check_batch
-from node import wire
+from node.p2p import wire
 
 ALLOWED = (DecodeError,)
 PROPOSER = SigningKey(bytes(range(100, 132)))

@@ -20,8 +20,8 @@ from ledger.codec import decode
 from ledger.errors import DecodeError
 from ledger.txtypes import TxType
 from ledger.validation import check_batch
-from node import wire
-from node.p2p_framing import FrameError, StreamEndedError, encode_frame
+from node.p2p import wire
+from node.p2p.framing import FrameError, StreamEndedError, encode_frame
 
 ProtobufDecodeError = google.protobuf.message.DecodeError
 ALLOWED = (FrameError, StreamEndedError, ProtobufDecodeError, DecodeError)

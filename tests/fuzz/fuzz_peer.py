@@ -38,8 +38,8 @@ from libp2p.peer.peerinfo import info_from_p2p_addr  # noqa: E402
 
 from fuzz.common import ROOT, corpus, mutate  # noqa: E402
 from node.config import ConsensusSection  # noqa: E402
-from node.p2p_framing import encode_frame  # noqa: E402
-from node.p2p_limits import RAFT_PROTOCOL, SYNC_PROTOCOL  # noqa: E402
+from node.p2p.framing import encode_frame  # noqa: E402
+from node.p2p.limits import RAFT_PROTOCOL, SYNC_PROTOCOL  # noqa: E402
 
 OUT_DIR = ROOT / "fuzz-out"
 PROTOCOLS = (RAFT_PROTOCOL, SYNC_PROTOCOL, "/meshsub/1.1.0", "/meshsub/1.0.0",
@@ -91,7 +91,7 @@ class NodeUnderTest:
     def __init__(self, directory: Path) -> None:
         from node_harness import NodeProcess, wait_for
 
-        from node.devnet import create_devnet
+        from node.tools.devnet import create_devnet
 
         nodes = create_devnet(directory, validators=1, observers=0, rpc_port=0,
                               chain_id="medledger-test", consensus=ConsensusSection())

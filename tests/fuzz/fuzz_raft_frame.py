@@ -35,7 +35,7 @@ from consensus.types import (
 )
 from fuzz.common import read_frames
 from ledger.errors import DecodeError, RemoteError
-from node.p2p_framing import FrameError, StreamEndedError, encode_frame
+from node.p2p.framing import FrameError, StreamEndedError, encode_frame
 
 ALLOWED = (FrameError, StreamEndedError, DecodeError, InvalidMessageError, UnknownPeerError,
            RemoteError)

@@ -17,11 +17,11 @@ from ledger.block import decode_block
 from ledger.codec import decode
 from ledger.errors import DecodeError
 from ledger.txtypes import TxType
-from node import wire
-from node.p2p_framing import FrameError, StreamEndedError, encode_frame
-from node.p2p_limits import SYNC_REQUEST_BYTES_MAX
-from node.p2p_sync import STATUS_FAILED, STATUS_OK, _unwrap
-from node.transport import RequestFailedError
+from node.p2p import wire
+from node.p2p.framing import FrameError, StreamEndedError, encode_frame
+from node.p2p.limits import SYNC_REQUEST_BYTES_MAX
+from node.p2p.sync import STATUS_FAILED, STATUS_OK, _unwrap
+from node.p2p.transport import RequestFailedError
 
 ALLOWED = (FrameError, StreamEndedError, DecodeError, RequestFailedError)
 CHAIN_ID = "medledger-test"

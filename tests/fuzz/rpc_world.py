@@ -17,11 +17,11 @@ from ledger.app import queries
 from ledger.sdk.demo import DemoConsortium
 from ledger.sdk.inprocess import InProcessLedger
 from ledger.txtypes import TxType
+from node.rpc.app_methods import app_method_specs
 from node.rpc.context import TRANSPORT_HTTP, TRANSPORT_WEBSOCKET, Connection
 from node.rpc.errors import INTERNAL_ERROR
 from node.rpc.server import RpcServer
 from node.rpc.subscriptions import Outbox, WebSocketSession
-from node.service import app_method_specs
 
 ADMIN_TOKEN = "fuzz-admin-token"
 # A response slower than this is reported (a fuzzed param that makes a query crawl).

@@ -337,12 +337,9 @@ def delegate_grant(scope: TxScope, body: DelegateGrant) -> None:
 # ---- break-glass --------------------------------------------------------------------------
 
 
-def btg_open(scope: TxScope, body: BreakGlassOpen) -> None:
-    scope.require(
-        not scope.exists(layout.break_glass_key(body.btg_id)),
-        R.BTG_ID_EXISTS,
-        f"break-glass {body.btg_id} exists",
-    )
+def _emergency_practitioner(scope: TxScope) -> PartyState:
+    """The signer, who must be a practitioner with the emergency role registered by an
+    active member."""
     practitioner = scope.signer.party
     organisation = None if practitioner is None else scope.member(practitioner.registered_by)
     scope.require(
@@ -355,6 +352,16 @@ def btg_open(scope: TxScope, body: BreakGlassOpen) -> None:
         "only a practitioner of an active member, with the emergency role, breaks the glass",
     )
     assert practitioner is not None
+    return practitioner
+
+
+def btg_open(scope: TxScope, body: BreakGlassOpen) -> None:
+    scope.require(
+        not scope.exists(layout.break_glass_key(body.btg_id)),
+        R.BTG_ID_EXISTS,
+        f"break-glass {body.btg_id} exists",
+    )
+    practitioner = _emergency_practitioner(scope)
     scope.patient(body.patient)
     scope.require(
         1 <= body.hours <= scope.btg_max_hours,

@@ -167,60 +167,10 @@ def claim_submit(scope: TxScope, body: ClaimSubmit) -> None:
             f"claim {body.claim_id} was submitted with another body",
         )
         return  # the same claim sent again: nothing to do
-    scope.require(
-        sum(line.charge for line in body.lines) == body.total,
-        R.CLAIM_TOTAL_MISMATCH,
-        "the total is not the sum of the lines",
-    )
-    covered = _coverage(scope, body.coverage_id)
-    scope.require(
-        covered.beneficiary == body.patient,
-        R.CLAIM_COVERAGE_MISMATCH,
-        f"coverage {body.coverage_id} is not the patient's",
-    )
-    scope.require(
-        body.currency == covered.currency,
-        R.CURRENCY_MISMATCH,
-        f"coverage {body.coverage_id} is in {covered.currency}",
-    )
-    keys = [line.duplicate_key for line in body.lines]
-    scope.require(
-        len(set(keys)) == len(keys), R.CLAIM_DUPLICATE_LINE, "two lines share a duplicate key"
-    )
-    prior_paid = 0
-    status = ClaimStatus.SUBMITTED
-    if body.frequency is ClaimFrequency.ORIGINAL:
-        scope.require(
-            body.replaces is None,
-            R.CLAIM_REPLACES_ON_ORIGINAL,
-            "an original claim replaces nothing",
-        )
-    else:
-        original = _live_original(scope, body, provider.org_id)
-        if body.frequency is ClaimFrequency.VOID:
-            scope.require(
-                original.lines == body.lines,
-                R.CLAIM_VOID_MISMATCH,
-                "a void repeats the original's lines",
-            )
-            scope.require(
-                original.status is not ClaimStatus.PAID,
-                R.CLAIM_ORIGINAL_PAID,
-                f"{original.claim_id} is paid; a payment is not voided",
-            )
-            status = ClaimStatus.VOID
-        else:
-            prior_paid = original.prior_paid + original.paid
-        _retire(scope, original, body)
+    covered, keys = _checked_claim(scope, body)
+    status, prior_paid = _apply_frequency(scope, body, provider.org_id)
     if status is ClaimStatus.SUBMITTED:
-        for key in keys:
-            holder = scope.load(layout.duplicate_key(key), DuplicateState)
-            scope.require(
-                holder is None,
-                R.CLAIM_DUPLICATE_SERVICE,
-                f"a service line is already billed on {holder.claim_id if holder else ''}",
-            )
-            scope.store(layout.duplicate_key(key), DuplicateState(claim_id=body.claim_id))
+        _bill_lines(scope, body.claim_id, keys)
     scope.store(
         layout.claim_key(body.claim_id),
         ClaimState(
@@ -248,6 +198,76 @@ def claim_submit(scope: TxScope, body: ClaimSubmit) -> None:
         ),
     )
     scope.store(layout.patient_claim_key(body.patient, body.claim_id), Marker())
+
+
+def _checked_claim(scope: TxScope, body: ClaimSubmit) -> tuple[CoverageState, list[bytes]]:
+    """The claim's own checks, in rule order: its total, its coverage (the patient's, in
+    its currency), distinct duplicate keys. Returns the coverage and the keys."""
+    scope.require(
+        sum(line.charge for line in body.lines) == body.total,
+        R.CLAIM_TOTAL_MISMATCH,
+        "the total is not the sum of the lines",
+    )
+    covered = _coverage(scope, body.coverage_id)
+    scope.require(
+        covered.beneficiary == body.patient,
+        R.CLAIM_COVERAGE_MISMATCH,
+        f"coverage {body.coverage_id} is not the patient's",
+    )
+    scope.require(
+        body.currency == covered.currency,
+        R.CURRENCY_MISMATCH,
+        f"coverage {body.coverage_id} is in {covered.currency}",
+    )
+    keys = [line.duplicate_key for line in body.lines]
+    scope.require(
+        len(set(keys)) == len(keys), R.CLAIM_DUPLICATE_LINE, "two lines share a duplicate key"
+    )
+    return covered, keys
+
+
+def _apply_frequency(scope: TxScope, body: ClaimSubmit,
+                     provider: str) -> tuple[ClaimStatus, int]:
+    """An original replaces nothing; a replacement or a void retires the live original
+    (a void repeats its lines and may not undo a payment). Returns the new claim's status
+    and what was paid before it."""
+    if body.frequency is ClaimFrequency.ORIGINAL:
+        scope.require(
+            body.replaces is None,
+            R.CLAIM_REPLACES_ON_ORIGINAL,
+            "an original claim replaces nothing",
+        )
+        return ClaimStatus.SUBMITTED, 0
+    original = _live_original(scope, body, provider)
+    status, prior_paid = ClaimStatus.SUBMITTED, 0
+    if body.frequency is ClaimFrequency.VOID:
+        scope.require(
+            original.lines == body.lines,
+            R.CLAIM_VOID_MISMATCH,
+            "a void repeats the original's lines",
+        )
+        scope.require(
+            original.status is not ClaimStatus.PAID,
+            R.CLAIM_ORIGINAL_PAID,
+            f"{original.claim_id} is paid; a payment is not voided",
+        )
+        status = ClaimStatus.VOID
+    else:
+        prior_paid = original.prior_paid + original.paid
+    _retire(scope, original, body)
+    return status, prior_paid
+
+
+def _bill_lines(scope: TxScope, claim_id: str, keys: list[bytes]) -> None:
+    """Each service line is billed once across all claims (its duplicate key)."""
+    for key in keys:
+        holder = scope.load(layout.duplicate_key(key), DuplicateState)
+        scope.require(
+            holder is None,
+            R.CLAIM_DUPLICATE_SERVICE,
+            f"a service line is already billed on {holder.claim_id if holder else ''}",
+        )
+        scope.store(layout.duplicate_key(key), DuplicateState(claim_id=claim_id))
 
 
 def _live_original(scope: TxScope, body: ClaimSubmit, provider: str) -> ClaimState:

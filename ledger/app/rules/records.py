@@ -99,21 +99,27 @@ def register_party(scope: TxScope, body: RegisterParty) -> None:
     )
 
 
+def _check_new_version_of(scope: TxScope, head: RecordState, body: AnchorRecord,
+                          custodian: str) -> None:
+    """A new version of a live record comes from its custodian, for the same patient."""
+    scope.require(not head.shredded, R.RECORD_SHREDDED, f"{body.record_id} was shredded")
+    scope.require(
+        head.custodian == custodian,
+        R.RECORD_CUSTODIAN_MISMATCH,
+        f"{body.record_id} is held by {head.custodian}; only it adds versions",
+    )
+    scope.require(
+        head.patient == body.patient,
+        R.RECORD_PATIENT_MISMATCH,
+        f"{body.record_id} belongs to another patient",
+    )
+
+
 def anchor_record(scope: TxScope, body: AnchorRecord) -> None:
     custodian = scope.signer_member(R.ANCHOR_SIGNER_NOT_CUSTODIAN_MEMBER, CUSTODIAN_KINDS)
     head = scope.load(layout.record_key(body.record_id), RecordState)
     if head is not None:
-        scope.require(not head.shredded, R.RECORD_SHREDDED, f"{body.record_id} was shredded")
-        scope.require(
-            head.custodian == custodian.org_id,
-            R.RECORD_CUSTODIAN_MISMATCH,
-            f"{body.record_id} is held by {head.custodian}; only it adds versions",
-        )
-        scope.require(
-            head.patient == body.patient,
-            R.RECORD_PATIENT_MISMATCH,
-            f"{body.record_id} belongs to another patient",
-        )
+        _check_new_version_of(scope, head, body, custodian.org_id)
     expected_version = 1 if head is None else head.version + 1
     scope.require(
         body.version == expected_version,

@@ -20,8 +20,8 @@ from typing import Any
 
 import trio
 
-from node.p2p import Libp2pTransport, peer_id_from_seed
-from node.p2p_limits import Timings
+from node.p2p.host import Libp2pTransport, peer_id_from_seed
+from node.p2p.limits import Timings
 
 FRAMES = int(os.environ.get("BENCH_P2P_FRAMES", "3000"))
 PINGS = int(os.environ.get("BENCH_P2P_PINGS", "1000"))

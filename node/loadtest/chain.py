@@ -6,7 +6,6 @@ saw committed are exactly the run's txs in the blocks.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +14,8 @@ import httpx
 import trio
 
 from ledger.errors import RemoteError
-from node.loadtest_client import RpcCallError, WebSocketRpc, open_rpc, result_of
-from node.loadtest_runner import NOTIFICATION_METHOD, RoundOutcome
+from node.loadtest.client import RpcCallError, WebSocketRpc, open_rpc, result_of
+from node.loadtest.runner import NOTIFICATION_METHOD, RoundOutcome
 
 # chain_getBlock calls per HTTP JSON-RPC batch (the node's BATCH_CALLS_MAX is 100).
 BLOCKS_PER_REQUEST = 100
@@ -149,7 +148,7 @@ async def check_against_chain(url: str, first_height: int,
 
 
 class WebSocketPreparation:
-    """node.loadtest_prepare.PreparationPort over one node's WebSocket."""
+    """node.loadtest.prepare.PreparationPort over one node's WebSocket."""
 
     def __init__(self, rpc: WebSocketRpc) -> None:
         self.rpc = rpc
@@ -213,7 +212,3 @@ async def with_preparation(url: str, work: Any) -> Any:
         port = WebSocketPreparation(rpc)
         holder.append(port)
         return await work(port)
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None

@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from node.loadtest_client import (
+from node.loadtest.client import (
     RpcCallError,
     RpcConnectionError,
     RpcTimeoutError,
@@ -35,8 +35,8 @@ from node.loadtest_client import (
     open_rpc,
     result_of,
 )
-from node.loadtest_rate import RateController
-from node.loadtest_stats import CommitRecord
+from node.loadtest.rate import RateController
+from node.loadtest.stats import CommitRecord
 
 TOPIC_TX_RESULTS = "txResults"
 NOTIFICATION_METHOD = "chain_subscription"

@@ -60,8 +60,11 @@ def screenshot(html_path: Path, png_path: Path, *, window_size: str = WINDOW_SIZ
 def ink_fraction(png_path: Path, *, rows_max: int | None = None) -> float:
     """The fraction of pixels (of the first ``rows_max`` rows) that are not white: some
     colour channel darker than WHITE_THRESHOLD."""
-    from PIL import Image, ImageChops, UnidentifiedImageError
-
+    try:
+        from PIL import Image, ImageChops, UnidentifiedImageError
+    except ImportError:
+        raise RenderError("reading screenshots needs pillow, the load tester's extra: "
+                          "pip install 'medledger[loadtest]'") from None
     try:
         with Image.open(png_path) as opened:
             image = opened.convert("RGB")

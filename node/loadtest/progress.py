@@ -9,8 +9,8 @@ from typing import Any, TextIO
 
 import trio
 
-from node.loadtest_config import LoadtestConfig
-from node.loadtest_runner import Round
+from node.loadtest.config import LoadtestConfig
+from node.loadtest.runner import Round
 
 BAR_REFRESH_SECONDS = 0.5
 LINE_INTERVAL_SECONDS = 5.0

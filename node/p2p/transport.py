@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ledger.errors import LocalError, RemoteError
-from node.p2p_limits import GOSSIP_MESSAGE_BYTES_MAX, RAFT_FRAME_BYTES_MAX
+from node.p2p.limits import GOSSIP_MESSAGE_BYTES_MAX, RAFT_FRAME_BYTES_MAX
 
 # A request handler for the request/response protocol: request bytes in, response out.
 RequestHandler = Callable[[str, bytes], Awaitable[bytes]]

@@ -24,14 +24,14 @@ from typing import Any, Protocol
 
 import trio
 
-from node.p2p_framing import (
+from node.p2p.framing import (
     KEEPALIVE_FRAME,
     FrameReader,
     cleanup_scope,
     encode_frame,
     reset_quietly,
 )
-from node.p2p_limits import (
+from node.p2p.limits import (
     RAFT_FRAME_BYTES_MAX,
     RAFT_QUEUE_BYTES_MAX,
     RAFT_QUEUE_FRAMES_MAX,

@@ -13,11 +13,10 @@ the warm-up and the measured round; drain; check the chain; write
 the chain agrees with what the load tester saw committed, 1 otherwise, 2 on a bad
 configuration.
 
-Modules: loadtest_config (options), loadtest_rate (controllers), loadtest_workload and
-loadtest_prepare (the txs), loadtest_client (WebSocket JSON-RPC), loadtest_runner (the
-round), loadtest_chain (targets, preparation port, chain check), loadtest_system (CPU,
-memory, /metrics), loadtest_stats (percentiles, series), loadtest_report (JSON, HTML),
-loadtest_progress (the terminal).
+Modules of node/loadtest/: config (options), rate (controllers), workload and prepare
+(the txs), client (WebSocket JSON-RPC), runner (the round), chain (targets, preparation
+port, chain check), system (CPU, memory, /metrics), stats (percentiles, series), report
+(JSON, HTML), render (the report's screenshot), progress (the terminal).
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from typing import Any, TextIO
 import trio
 
 from ledger.errors import ConfigError, MedledgerError
-from node.loadtest_chain import (
+from node.loadtest.chain import (
     TargetInfo,
     check_against_chain,
     discover_targets,
@@ -43,18 +42,18 @@ from node.loadtest_chain import (
     scrape_metrics,
     with_preparation,
 )
-from node.loadtest_config import MIX_HEALTHCARE, LoadtestConfig, load
-from node.loadtest_prepare import Prepared, prepare
-from node.loadtest_progress import Progress
-from node.loadtest_rate import CONTROLLER_RAMP, FixedRate, RateController, split
-from node.loadtest_runner import Round, RoundOutcome, RoundPlan, worker_pool
-from node.loadtest_stats import (
+from node.loadtest.config import MIX_HEALTHCARE, LoadtestConfig, load
+from node.loadtest.prepare import Prepared, prepare
+from node.loadtest.progress import Progress
+from node.loadtest.rate import CONTROLLER_RAMP, FixedRate, RateController, split
+from node.loadtest.runner import Round, RoundOutcome, RoundPlan, worker_pool
+from node.loadtest.stats import (
     RoundRecords,
     latency_histogram,
     per_second_series,
     summarize,
 )
-from node.loadtest_system import (
+from node.loadtest.system import (
     ProcessSampler,
     load_average,
     local_port,
@@ -62,7 +61,7 @@ from node.loadtest_system import (
     stage_difference,
     stage_totals,
 )
-from node.loadtest_workload import generate_pool, summary_of
+from node.loadtest.workload import generate_pool, summary_of
 
 SAMPLE_INTERVAL_SECONDS = 1.0
 
@@ -132,7 +131,7 @@ def run(config: LoadtestConfig, *, stream: TextIO,
         _measure, config, _plan(config, pools), named, say)
     report = build_report(config, run_tag, targets, prepared, outcome, observation,
                           chain_check, signing_seconds=signing_seconds, pool_txs=sum(counts))
-    from node.loadtest_report import write_reports
+    from node.loadtest.report import write_reports
 
     name = config.report_name or f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}-{run_tag}"
     report["name"] = name

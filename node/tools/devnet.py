@@ -63,8 +63,9 @@ def create_devnet(directory: Path, *, validators: int, observers: int, rpc_port:
                   chain_id: str, consensus: ConsensusSection | None = None) -> list[DevnetNode]:
     """Create (or load) the devnet layout; returns its nodes. ``rpc_port`` 0 gives every
     node a free port (tests); otherwise node i listens on ``rpc_port + i``."""
-    from node.genesis import devnet_genesis, write_genesis
-    from node.p2p_identity import peer_id_from_public_key
+    from ledger.sdk.devnet import devnet_genesis
+    from node.genesis import write_genesis
+    from node.p2p.identity import peer_id_from_public_key
 
     manifest = directory / "devnet.json"
     if manifest.exists():
@@ -96,7 +97,8 @@ def create_devnet(directory: Path, *, validators: int, observers: int, rpc_port:
             public_key=key.public_key.hex(),
             peer_id=peer_id_from_public_key(key.public_key),
         ))
-    genesis = devnet_genesis(chain_id, [key.public_key for key in keys[:validators]])
+    genesis = devnet_genesis(chain_id, [key.public_key for key in keys[:validators]],
+                             genesis_time_ms=int(time.time() * 1000))
     write_genesis(directory / "genesis.json", genesis)
     _write_member_keys(directory)
     for node in nodes:
@@ -120,7 +122,8 @@ def _write_member_keys(directory: Path) -> None:
     """members/<org>.admin.key: each devnet member's admin key, to sign with
     (``medledger tx submit --key``). These keys derive from a public seed: a devnet's
     members have no secrets (never use them for a real consortium)."""
-    from node.genesis import devnet_admin_key, load_genesis
+    from ledger.sdk.devnet import devnet_admin_key
+    from node.genesis import load_genesis
 
     genesis_file = directory / "genesis.json"
     if not genesis_file.exists():

@@ -21,7 +21,7 @@ from libp2p.network.stream.exceptions import StreamReset
 from libp2p.peer.id import ID
 
 from ledger.errors import MedledgerError
-from node.p2p_framing import (
+from node.p2p.framing import (
     FrameError,
     FrameReader,
     StreamEndedError,
@@ -29,14 +29,14 @@ from node.p2p_framing import (
     encode_frame,
     reset_quietly,
 )
-from node.p2p_limits import (
+from node.p2p.limits import (
     SYNC_PROTOCOL,
     SYNC_REQUEST_BYTES_MAX,
     SYNC_REQUESTS_CONCURRENT_MAX,
     SYNC_RESPONSE_BYTES_MAX,
     Timings,
 )
-from node.transport import (
+from node.p2p.transport import (
     MessageTooLargeError,
     PeerUnreachableError,
     RequestFailedError,

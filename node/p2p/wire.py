@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ledger import limits
 from ledger.codec import Bytes, Enum, ListOf, Struct, Text, UInt, decode
@@ -21,6 +22,20 @@ FORWARD_TXS_MAX = 5_000
 # Gossip messages must stay under libp2p's ~1 MiB silent-drop limit (MEASUREMENTS.md).
 GOSSIP_BYTES_MAX = 900 * 1024
 MESSAGE_BYTES_MAX = limits.BLOB_SIZE_BYTES_MAX
+# A Head message (height, hash) with room to spare.
+HEAD_BYTES_MAX = 1024
+# A refusal reason in a ForwardResult is cut to this many characters.
+FORWARD_MESSAGE_CHARS_MAX = 512
+
+
+def topic_blocks(chain_id: str) -> str:
+    """The gossip topic of a chain's applied blocks."""
+    return f"/medledger/{chain_id}/blocks/1"
+
+
+def topic_txs(chain_id: str) -> str:
+    """The gossip topic of a chain's admitted txs."""
+    return f"/medledger/{chain_id}/txs/1"
 
 
 class RequestKind(enum.IntEnum):
@@ -82,5 +97,9 @@ class TxBatch(Struct):
     )
 
 
-def decode_message(struct_class: type[Struct], data: bytes) -> Struct:
+S = TypeVar("S", bound=Struct)
+
+
+def decode_message(struct_class: type[S], data: bytes) -> S:
+    """A message from a peer, bounded by MESSAGE_BYTES_MAX. Raises DecodeError."""
     return decode(struct_class, data, size_bytes_max=MESSAGE_BYTES_MAX)

@@ -30,16 +30,16 @@ import trio
 
 from ledger.errors import MedledgerError
 from node.logs import get_logger
-from node.p2p_identity import peer_id_from_seed
-from node.p2p_limits import (
+from node.p2p.identity import peer_id_from_seed
+from node.p2p.limits import (
     GOSSIP_RECENT_VALIDATIONS_MAX,
     RAFT_QUEUE_BYTES_MAX,
     RAFT_QUEUE_FRAMES_MAX,
     SYNC_REQUEST_BYTES_MAX,
     SYNC_RESPONSE_BYTES_MAX,
 )
-from node.p2p_raft import FrameQueue
-from node.transport import (
+from node.p2p.raft_link import FrameQueue
+from node.p2p.transport import (
     FrameHandler,
     GossipHandler,
     MessageTooLargeError,

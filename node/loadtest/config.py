@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigError
-from node.loadtest_rate import (
+from node.loadtest.rate import (
     CONTROLLER_FIXED,
     CONTROLLER_RAMP,
     CONTROLLERS,

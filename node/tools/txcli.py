@@ -14,7 +14,7 @@ from ledger.tx import sign_transaction
 from ledger.txtypes import TxType
 from node.client import RpcClient
 from node.keys import read_key_file
-from node.structjson import struct_from_json
+from node.tools.structjson import struct_from_json
 
 WAIT_POLL_SECONDS = 0.2
 

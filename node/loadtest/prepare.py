@@ -8,7 +8,7 @@
 3. Register each lane's parties, then anchor their records, grant their consents and
    (by the insurer) their coverage; every stage is committed before the next.
 
-The port is implemented over the node's WebSocket (node.loadtest_client) and, in tests,
+The port is implemented over the node's WebSocket (node.loadtest.client) and, in tests,
 over the in-process ledger.
 """
 
@@ -25,7 +25,7 @@ from ledger.errors import ConfigError, RemoteError
 from ledger.sdk.builders import TransactionBuilder
 from ledger.tx import Transaction
 from node.keys import read_key_file
-from node.loadtest_workload import (
+from node.loadtest.workload import (
     LOADTEST_MEMBER_PREFIX,
     LaneSpec,
     LaneWorkload,
@@ -63,7 +63,7 @@ class Prepared:
 
 
 def _known_key(org_id: str, chain_id: str, key_files: Mapping[str, str]) -> SigningKey:
-    from node.genesis import devnet_admin_key
+    from ledger.sdk.devnet import devnet_admin_key
 
     if org_id in key_files:
         return read_key_file(Path(key_files[org_id]))

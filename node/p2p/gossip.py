@@ -38,14 +38,14 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 
-from node.p2p_framing import reset_quietly
-from node.p2p_limits import (
+from node.p2p.framing import reset_quietly
+from node.p2p.limits import (
     GOSSIP_EQUIVOCATION_ENTRIES_MAX,
     GOSSIP_PEER_QUEUE_ENTRIES_PUBLISH_MAX,
     GOSSIP_RECENT_VALIDATIONS_MAX,
     Timings,
 )
-from node.transport import GossipHandler, check_gossip_message
+from node.p2p.transport import GossipHandler, check_gossip_message
 
 # meshsub 1.1 and 1.0. Not 1.2: its IDONTWANT makes py-libp2p send one control RPC per
 # received message to every mesh peer (go-libp2p only does so above 1 KiB), which roughly

@@ -36,9 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import plyvel
-
 from storage.database import DatabaseOptions
+from storage.raw import open_plain_leveldb
 from storage.store import Store
 
 TXS_PER_BLOCK = 1000
@@ -58,7 +57,7 @@ BLOCKS = int(os.environ.get("BENCH_STORAGE_BLOCKS", "150"))
 
 
 def _open_raw(path: Path, options: DatabaseOptions) -> Any:
-    return plyvel.DB(str(path), create_if_missing=True, **options.plyvel_arguments())
+    return open_plain_leveldb(path, options)
 
 
 def _make_inputs() -> tuple[list[Any], list[Any]]:

@@ -1,0 +1,195 @@
+"""The follower: blocks from and to peers, outside raft.
+
+Observers (and validators catching up past a raft snapshot) fetch blocks by sync from
+the peers ahead of them, highest head first, and apply the next block when gossip brings
+it. The leader gossips every block it applied, from its own task and queue (the apply
+loop never waits on gossip; when gossip falls behind the oldest blocks are dropped and
+observers sync them). Every node answers its peers' head and block-range requests.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from consensus.state import Role
+from ledger.block import Block
+from ledger.codec import decode
+from ledger.errors import DecodeError, MedledgerError, RemoteError
+from node.admission import publish_quietly
+from node.applier import Applier
+from node.chain import Chain
+from node.events import Applied
+from node.membership import Membership
+from node.p2p import wire
+from node.p2p.transport import Transport
+from node.raft_driver import RaftDriver, SnapshotToRestore
+
+# Applied blocks waiting for the leader's block gossip task; older ones are dropped
+# when it falls behind (observers sync what they miss).
+BLOCK_GOSSIP_QUEUE_MAX = 64
+# How often observers and lagging nodes ask peers for their head.
+FOLLOW_INTERVAL_SECONDS = 1.0
+HEAD_TIMEOUT_S = 3.0
+BLOCKS_TIMEOUT_S = 30.0
+
+
+class Follower:
+    def __init__(self, *, chain: Chain, applier: Applier, membership: Membership,
+                 chain_id: str, log: Any, driver: Callable[[], RaftDriver | None]) -> None:
+        self._chain = chain
+        self._applier = applier
+        self._membership = membership
+        self._chain_id = chain_id
+        self._log = log
+        self._driver = driver
+        self._transport: Transport | None = None
+        self._wakeup = trio.Event()
+        self._catching_up = False
+        self._to_gossip: collections.deque[Block] = collections.deque(
+            maxlen=BLOCK_GOSSIP_QUEUE_MAX)
+        self._gossip_wakeup = trio.Event()
+        self.sync_failures = 0
+
+    def attach(self, transport: Transport) -> None:
+        self._transport = transport
+        transport.on_gossip(wire.topic_blocks(self._chain_id), self.on_block_gossip)
+
+    def statistics(self) -> dict[str, int]:
+        return {"sync_failures": self.sync_failures, "blocks_to_gossip": len(self._to_gossip)}
+
+    def _following(self) -> bool:
+        """Validators apply through raft (and sync only to restore a snapshot)."""
+        return self._driver() is None or not self._membership.is_validator
+
+    # ------------------------------------------------------------------ tasks
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._gossip_loop)
+            while True:
+                with trio.move_on_after(FOLLOW_INTERVAL_SECONDS):
+                    await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                if not self._following():
+                    continue
+                while await self.sync_once():
+                    pass
+
+    async def _gossip_loop(self) -> None:
+        """Gossip the blocks the leader applied, in order."""
+        while True:
+            await self._gossip_wakeup.wait()
+            self._gossip_wakeup = trio.Event()
+            while self._to_gossip:
+                block = self._to_gossip.popleft()
+                data = block.encode()
+                if len(data) > wire.GOSSIP_BYTES_MAX:
+                    continue  # too big for one gossip message: peers sync it
+                assert self._transport is not None
+                await publish_quietly(self._transport, wire.topic_blocks(self._chain_id),
+                                      data, self._log)
+
+    def on_applied(self, event: Applied) -> None:
+        driver = self._driver()
+        if (event.applied is not None and event.from_raft and driver is not None
+                and driver.role is Role.LEADER):
+            self._to_gossip.append(event.applied.block)  # the oldest dropped when full
+            self._gossip_wakeup.set()
+
+    # ------------------------------------------------------------------ blocks in
+
+    async def on_block_gossip(self, peer_id: str, data: bytes) -> bool:
+        if not self._following():
+            return True  # validators get blocks through raft
+        try:
+            block = decode(Block, data, size_bytes_max=wire.MESSAGE_BYTES_MAX)
+        except DecodeError:
+            return False
+        height = self._chain.height
+        if block.header.height == height + 1 and not self._catching_up:
+            try:
+                await self._applier.apply_from_peer(data)
+            except (DecodeError, RemoteError) as error:
+                self._log.info("gossiped block refused", error=str(error))
+                return False
+        elif block.header.height > height + 1:
+            self._wakeup.set()
+        return True
+
+    async def sync_once(self, *, target_height: int | None = None) -> bool:
+        """Fetch and apply one range of blocks from the best peer. True if it advanced."""
+        assert self._transport is not None
+        ahead: list[tuple[int, str]] = []
+        for peer in self._transport.peers():
+            if not peer.connected:
+                continue
+            try:
+                answer = await self._transport.request(
+                    peer.peer_id, wire.Request(wire.RequestKind.GET_HEAD, 0, 0, ()).encode(),
+                    timeout_s=HEAD_TIMEOUT_S)
+                head = decode(wire.Head, answer, size_bytes_max=wire.HEAD_BYTES_MAX)
+            except (MedledgerError, OSError, trio.TooSlowError):
+                continue
+            if head.height > self._chain.height:
+                ahead.append((head.height, peer.peer_id))
+        # The highest head first; when that peer fails the range, the next one (one peer
+        # whose streams fail must not stop us following: it did, 700 blocks behind).
+        for height, peer_id in sorted(ahead, reverse=True):
+            goal = height if target_height is None else min(height, target_height)
+            if await self._sync_range(peer_id, goal):
+                return True
+        return False
+
+    async def _sync_range(self, peer_id: str, goal: int) -> bool:
+        """Fetch and apply blocks from our height + 1 towards ``goal`` from one peer."""
+        assert self._transport is not None
+        if goal <= self._chain.height:
+            return True  # gossip brought us there meanwhile (asking would be a bad range)
+        request = wire.Request(wire.RequestKind.GET_BLOCKS, self._chain.height + 1, goal, ())
+        self._catching_up = True
+        try:
+            answer = await self._transport.request(peer_id, request.encode(),
+                                                   timeout_s=BLOCKS_TIMEOUT_S)
+            blocks = wire.decode_message(wire.BlockRange, answer)
+            for data in blocks.blocks:
+                await self._applier.apply_from_peer(data)
+        except (MedledgerError, OSError, trio.TooSlowError) as error:
+            self.sync_failures += 1
+            self._log.info("block sync failed", peer=peer_id, error=str(error))
+            return False
+        finally:
+            self._catching_up = False
+        return bool(blocks.blocks)
+
+    async def restore_snapshot(self, snapshot: SnapshotToRestore) -> None:
+        """Raft installed a snapshot: sync the blocks up to the height it names."""
+        head = decode(wire.Head, snapshot.data, size_bytes_max=wire.HEAD_BYTES_MAX)
+        self._log.info("installing snapshot: syncing blocks", target_height=head.height,
+                       index=snapshot.index)
+        while self._chain.height < head.height:
+            if not await self.sync_once(target_height=head.height):
+                await trio.sleep(FOLLOW_INTERVAL_SECONDS)
+        self._chain.blocks.record_applied_index(snapshot.index)
+
+    # ------------------------------------------------------------------ serving peers
+
+    async def serve(self, request: wire.Request) -> bytes:
+        """A peer's GET_HEAD or GET_BLOCKS request."""
+        chain = self._chain
+        if request.kind is wire.RequestKind.GET_HEAD:
+            height, head_hash, _ = chain.head()
+            return wire.Head(height, head_hash).encode()
+        if request.from_height < 1 or request.to_height < request.from_height:
+            raise RemoteError("bad block range")
+        last = min(request.to_height,
+                   request.from_height + wire.SYNC_BLOCKS_PER_RESPONSE_MAX - 1)
+        stored = await trio.to_thread.run_sync(
+            lambda: chain.blocks.blocks(request.from_height, last,
+                                        size_bytes_max=wire.SYNC_RESPONSE_BYTES_MAX)
+        )
+        return wire.BlockRange(tuple(block.block_bytes for block in stored)).encode()

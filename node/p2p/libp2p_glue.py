@@ -1,0 +1,161 @@
+"""py-libp2p glue for the node's host: the log bridge, the admitting Noise transport, the
+auto-connector we switch off, the connectivity notifee and bootstrap parsing."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import multiaddr
+from libp2p.abc import INotifee
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.network.auto_connector import AutoConnector
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.exceptions import HandshakeFailure
+from libp2p.security.noise.transport import Transport as NoiseTransport
+
+from ledger.errors import ConfigError
+from node.logs import get_logger
+from node.p2p.framing import STREAM_CLEANUP_S_MAX, cleanup_scope
+
+
+class Gatekeeper(Protocol):
+    """What the admitting Noise transport asks of the host."""
+
+    def admitted(self, peer_id: str) -> bool: ...
+
+    def log_refusal(self, peer_id: str, direction: str) -> None: ...
+
+
+class ConnectivityListener(Protocol):
+    """What the notifee tells the host."""
+
+    def connectivity_changed(self) -> None: ...
+
+    def connection_closed(self, connection: Any) -> None: ...
+
+# A libp2p warning repeated with the same template and first argument (the peer) is
+# logged at most once in this interval; the keys remembered are bounded.
+LIBP2P_LOG_REPEAT_S = 60.0
+LIBP2P_LOG_KEYS_MAX = 4096
+
+
+class LibP2PLogBridge(logging.Handler):
+    """py-libp2p logs through stdlib logging with propagation off and no handler, so its
+    warnings and errors would reach stderr as bare lines; this sends them to structlog.
+    Installed once per process, on the first transport's start.
+
+    Repeats are rate-limited: one line per (logger, message template, first argument,
+    which is the peer in nearly all of libp2p's messages) per LIBP2P_LOG_REPEAT_S, with
+    the count suppressed since; a peer that provokes a warning per message cannot flood
+    the log."""
+
+    installed = False
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._log = get_logger(component="libp2p")
+        self._last: dict[tuple[str, str, str], tuple[float, int]] = {}
+
+    @classmethod
+    def install(cls) -> None:
+        if not cls.installed:
+            logging.getLogger("libp2p").addHandler(cls())
+            cls.installed = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        key = (record.name, str(record.msg)[:200], str(args[0])[:100] if args else "")
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < LIBP2P_LOG_REPEAT_S:
+            self._last[key] = (last[0], last[1] + 1)
+            return
+        if len(self._last) >= LIBP2P_LOG_KEYS_MAX:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        # Always a warning: libp2p logs ordinary churn (a stream that fails to open while
+        # a duplicate connection is trimmed) at ERROR; its own level is kept as a field.
+        self._log.warning(record.getMessage(), logger=record.name,
+                          libp2p_level=record.levelname, exc_info=record.exc_info,
+                          suppressed_since_last=0 if last is None else last[1])
+
+
+class AdmittingNoise(NoiseTransport):
+    """Noise with a gate after the handshake: the remote peer id is authenticated there,
+    so a peer that is not admitted is refused before any muxer or protocol runs."""
+
+    def __init__(self, key_pair: Any, transport: Gatekeeper) -> None:
+        super().__init__(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+        self._transport = transport
+
+    async def secure_inbound(self, conn: Any) -> Any:
+        secured = await super().secure_inbound(conn)
+        await self._admit(secured, "inbound")
+        return secured
+
+    async def secure_outbound(self, conn: Any, peer_id: Any) -> Any:
+        secured = await super().secure_outbound(conn, peer_id)
+        await self._admit(secured, "outbound")
+        return secured
+
+    async def _admit(self, secured: Any, direction: str) -> None:
+        peer_id = secured.get_remote_peer().to_base58()
+        if self._transport.admitted(peer_id):
+            return
+        self._transport.log_refusal(peer_id, direction)
+        with cleanup_scope(STREAM_CLEANUP_S_MAX), contextlib.suppress(Exception):
+            await secured.close()  # the socket may already be gone
+        raise HandshakeFailure(f"peer {peer_id} is not admitted")
+
+
+class NoAutoConnector(AutoConnector):
+    """libp2p's auto-connector dials peers from the peer store until it holds (low +
+    high watermark) / 2 connections, 128 here, whatever the watermarks say, while the
+    pruner needs the high watermark; we dial exactly the configured peers ourselves."""
+
+    async def maybe_connect(self) -> None:
+        return None
+
+
+class ConnectivityNotifee(INotifee):
+    def __init__(self, transport: ConnectivityListener) -> None:
+        self._transport = transport
+
+    async def connected(self, network: Any, conn: Any) -> None:
+        self._transport.connectivity_changed()
+
+    async def disconnected(self, network: Any, conn: Any) -> None:
+        self._transport.connection_closed(conn)
+
+    async def opened_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def closed_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def listen(self, network: Any, multiaddr: Any) -> None:
+        pass
+
+    async def listen_close(self, network: Any, multiaddr: Any) -> None:
+        pass
+
+
+def parse_bootstrap(entries: Iterable[str], own_peer_id: str) -> dict[str, list[Any]]:
+    """Bootstrap multiaddrs by peer id; entries naming ourselves are skipped (a devnet may
+    hand every node the same list)."""
+    by_peer: dict[str, list[Any]] = {}
+    for entry in entries:
+        try:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(entry))
+        except Exception as error:
+            raise ConfigError(
+                f"bootstrap address {entry!r} is not a multiaddr with /p2p/<peer id>: {error}"
+            ) from None
+        peer_id = info.peer_id.to_base58()
+        if peer_id != own_peer_id:
+            by_peer.setdefault(peer_id, []).extend(info.addrs)
+    return by_peer
