@@ -7,7 +7,7 @@ disk unchanged, in the one canonical encoding.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ledger import limits
@@ -283,6 +283,40 @@ MESSAGE_BATCH_MESSAGES_MAX = 4096
 
 # Bytes in one wire frame: a snapshot (up to BLOB_SIZE_BYTES_MAX) plus appends around it.
 MESSAGE_BATCH_SIZE_BYTES_MAX = 2 * limits.BLOB_SIZE_BYTES_MAX
+
+
+# Upper bounds of the encoding's own bytes around a message and around an entry (header
+# fields, lengths, a snapshot's metadata), for splitting batches before encoding them.
+MESSAGE_OVERHEAD_BYTES_MAX = 1024
+ENTRY_OVERHEAD_BYTES_MAX = 64
+
+
+def message_size_bytes_bound(message: Message) -> int:
+    """At least the bytes ``message`` takes in a frame."""
+    size = MESSAGE_OVERHEAD_BYTES_MAX + len(message.context)
+    for entry in message.entries:
+        size += ENTRY_OVERHEAD_BYTES_MAX + len(entry.data)
+    if message.snapshot is not None:
+        size += MESSAGE_OVERHEAD_BYTES_MAX + len(message.snapshot.data)
+    return size
+
+
+def message_batches(
+    messages: Sequence[Message], *, bytes_max: int, messages_max: int = MESSAGE_BATCH_MESSAGES_MAX
+) -> Iterator[Sequence[Message]]:
+    """``messages`` in order, in batches of at most ``messages_max`` whose size bound stays
+    within ``bytes_max`` (a message larger than that alone goes in a batch of its own)."""
+    assert 0 < messages_max <= MESSAGE_BATCH_MESSAGES_MAX
+    start, size = 0, 0
+    for position, message in enumerate(messages):
+        message_bytes = message_size_bytes_bound(message)
+        if position > start and (size + message_bytes > bytes_max
+                                 or position - start >= messages_max):
+            yield messages[start:position]
+            start, size = position, 0
+        size += message_bytes
+    if start < len(messages):
+        yield messages[start:]
 
 
 def encode_messages(messages: Sequence[Message]) -> bytes:

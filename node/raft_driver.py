@@ -43,18 +43,24 @@ from consensus.types import (
     Message,
     decode_messages,
     encode_messages,
+    message_batches,
 )
 from ledger.errors import DecodeError, RemoteError
 from node.diskfull import DiskFullGuard
 from node.logs import get_logger
-from node.p2p.transport import Transport
+from node.p2p.limits import RAFT_FRAME_BYTES_MAX
+from node.p2p.transport import MessageTooLargeError, Transport
 
 # Committed entries waiting for the apply task. Generous: the leader caps its own
 # pipeline (block.max_inflight); this bound only stops a follower that cannot keep up
 # from buffering without limit.
 APPLY_QUEUE_ENTRIES_MAX = 4096
-# Messages in one frame (the consensus codec's batch limit is 4096).
+# Messages in one frame (the consensus codec's batch limit is 4096), and the bytes one
+# frame aims at: half the frame limit, so a snapshot message fits alone. (A leader whose
+# sends stalled on a paused peer once batched 159 MB of appends for one follower into one
+# frame, which the transport refuses: the node stopped.)
 FRAME_MESSAGES_MAX = 1024
+FRAME_BYTES_TARGET = RAFT_FRAME_BYTES_MAX // 2
 # Proposals whose commit time is being measured (entries lost to a leader change are
 # never committed here; the bound keeps their timestamps from piling up).
 PROPOSALS_TIMED_MAX = 1024
@@ -250,9 +256,16 @@ class RaftDriver:
             if peer_id is None:
                 self.raw_node.report_unreachable(node_id)
                 continue
-            for start in range(0, len(batch), FRAME_MESSAGES_MAX):
-                frame = encode_messages(batch[start : start + FRAME_MESSAGES_MAX])
-                if not await self._transport.send_frame(peer_id, frame):
+            for messages_of_frame in message_batches(batch, bytes_max=FRAME_BYTES_TARGET,
+                                                      messages_max=FRAME_MESSAGES_MAX):
+                frame = encode_messages(messages_of_frame)
+                try:
+                    sent = await self._transport.send_frame(peer_id, frame)
+                except MessageTooLargeError as error:  # a bound above is wrong: not fatal
+                    self._log.error("raft frame too large; not sent", peer=peer_id,
+                                    error=str(error))
+                    sent = False
+                if not sent:
                     self.raw_node.report_unreachable(node_id)
                     break
 

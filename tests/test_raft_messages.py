@@ -148,3 +148,31 @@ def test_message_round_trips_byte_by_byte_prefixes_fail() -> None:
     for cut in range(len(data)):
         with pytest.raises(DecodeError):
             decode_messages(data[:cut])
+
+
+def test_message_batches_keep_every_frame_under_its_byte_bound() -> None:
+    """A leader whose sends stalled once put 159 MB of appends for one follower into one
+    frame, which the transport refuses; batches are now split by bytes as well."""
+    from consensus.types import message_batches
+
+    entry_bytes = 1 << 20
+    appends = [
+        Message(type=MessageType.APPEND, to=2, from_=1, term=3, index=index,
+                entries=(Entry(3, index + 1, EntryType.NORMAL,
+                               bytes([index % 251]) * entry_bytes),))
+        for index in range(150)
+    ]
+    bytes_max = 16 * entry_bytes
+    batches = list(message_batches(appends, bytes_max=bytes_max))
+    assert [message for batch in batches for message in batch] == appends
+    assert len(batches) >= 150 * entry_bytes // bytes_max
+    for batch in batches:
+        assert len(encode_messages(batch)) <= bytes_max
+    # One message over the bound goes alone, and a count bound holds too.
+    huge = Message(type=MessageType.APPEND, to=2, from_=1,
+                   entries=(Entry(3, 1, EntryType.NORMAL, b"x" * (2 * bytes_max)),))
+    assert [len(batch) for batch in message_batches([appends[0], huge, appends[1]],
+                                                    bytes_max=bytes_max)] == [1, 1, 1]
+    beats = [Message(type=MessageType.HEARTBEAT, to=2, from_=1)] * 10
+    assert [len(batch) for batch in message_batches(beats, bytes_max=bytes_max,
+                                                    messages_max=4)] == [4, 4, 2]
