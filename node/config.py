@@ -161,13 +161,22 @@ def _section(name: str, values: Any, environ: dict[str, str]) -> Any:
     if unknown:
         raise ConfigError(f"[{name}]: unknown key(s) {', '.join(unknown)}")
     merged = dict(values)
+    from_environment: dict[str, str] = {}
     for key in known:
         variable = f"MEDLEDGER_{name.upper()}_{key.upper()}"
         if variable in environ:
             merged[key] = environ[variable]
-    return section_class(
-        **{key: _coerce(name, key, value, known[key]) for key, value in merged.items()}
-    )
+            from_environment[key] = variable
+    coerced = {}
+    for key, value in merged.items():
+        try:
+            coerced[key] = _coerce(name, key, value, known[key])
+        except ConfigError as error:
+            if key not in from_environment:
+                raise
+            raise ConfigError(f"{error} (set by the environment variable "
+                              f"{from_environment[key]})") from None
+    return section_class(**coerced)
 
 
 def config_from_dict(
@@ -181,8 +190,19 @@ def config_from_dict(
         name: _section(name, document.get(name, {}), environ) for name in SECTIONS
     }
     config = NodeConfig(base_dir=base_dir, **sections)
-    validate(config)
+    try:
+        validate(config)
+    except ConfigError as error:
+        # "[section] key ..." names the setting; say so when the environment set it.
+        named = _SETTING_NAMED.match(str(error))
+        variable = named and f"MEDLEDGER_{named[1].upper()}_{named[2].upper()}"
+        if variable and variable in environ:
+            raise ConfigError(f"{error} (set by the environment variable {variable})") from None
+        raise
     return config
+
+
+_SETTING_NAMED = re.compile(r"\[(\w+)\] (\w+)")
 
 
 def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> NodeConfig:

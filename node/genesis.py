@@ -26,7 +26,9 @@ def load_genesis(path: Path) -> Genesis:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"genesis file {path} does not exist") from None
+        raise ConfigError(f"genesis file {path} does not exist (make it with `medledger "
+                          f"genesis -m members.toml -o {path}`, or set [node] "
+                          "genesis_file)") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"genesis file {path} is not UTF-8: {error}") from None
     except ValueError as error:  # JSONDecodeError, or an integer of over 4300 digits

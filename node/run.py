@@ -1,39 +1,88 @@
-"""``medledger start``: one node process, with signal handling and a clear exit code."""
+"""``medledger start``: one node process, with signal handling and a clear exit code.
+
+Exit codes: 0 after a clean stop; 2 when the node could not start (a bad config, a
+missing genesis or key file, a data directory in use or made for another chain, a port
+in use): one line ``medledger: ...`` on stderr with the hint that fixes it; 1 when a
+running node failed (the JSON log says why, with the traceback); 130 on Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from ledger.errors import MedledgerError
-from node.config import NodeConfig, load_config
 from node.keys import read_key_file
 from node.logs import bind_process_context, configure_logging, get_logger
 from node.p2p.identity import peer_id_from_seed
+from node.rpc.server import RpcBindError
+from storage.errors import ChainMismatchError, DataDirectoryInUseError, SchemaMismatchError
+
+EXIT_STARTUP_FAILED = 2
+
+# Hints that fix a start-up error, by its type (the message already says what is wrong).
+HINTS: dict[type[Exception], str] = {
+    DataDirectoryInUseError: "stop the other node, or give this one its own [node] data_dir",
+    ChainMismatchError: "point [node] genesis_file at this chain's genesis, or use another "
+                        "[node] data_dir",
+    SchemaMismatchError: "use a data directory made by this medledger version",
+    RpcBindError: "choose another [rpc] port or host",
+}
 
 
 def run_node(config_path: Path) -> int:
-    config = load_config(config_path)
+    try:
+        config = _load(config_path)
+    except MedledgerError as error:
+        return _startup_failed(error)
     configure_logging(level=config.log.level, format=config.log.format)
     log = get_logger()
+    started: list[bool] = []
     try:
-        bind_process_context(node=peer_id_from_seed(read_key_file(config.key_file).seed))
-        trio.run(_serve, config)
-    except MedledgerError as error:
-        log.error("node stopped", error=str(error), error_type=type(error).__name__)
-        return 1
-    except BaseException as error:  # a crashed service: say so, exit non-zero
-        if isinstance(error, KeyboardInterrupt):
+        trio.run(_serve, config, started)
+    except BaseException as raised:
+        if isinstance(raised, KeyboardInterrupt):
             return 130
-        log.exception("node crashed", error_type=type(error).__name__)
+        failure = _single_error(raised)
+        if failure is not None and not started:
+            return _startup_failed(failure)
+        if failure is not None:
+            log.error("node stopped", error=str(failure), error_type=type(failure).__name__)
+            return 1
+        log.exception("node crashed", error_type=type(raised).__name__)
         return 1
     log.info("node stopped cleanly")
     return 0
 
 
-async def _serve(config: NodeConfig) -> None:
+def _load(config_path: Path) -> Any:
+    from node.config import load_config
+
+    config = load_config(config_path)
+    bind_process_context(node=peer_id_from_seed(read_key_file(config.key_file).seed))
+    return config
+
+
+def _single_error(raised: BaseException) -> MedledgerError | None:
+    """The one MedledgerError that ``raised`` is or wraps (nurseries wrap what their tasks
+    raise in exception groups), or None."""
+    while isinstance(raised, BaseExceptionGroup) and len(raised.exceptions) == 1:
+        raised = raised.exceptions[0]
+    return raised if isinstance(raised, MedledgerError) else None
+
+
+def _startup_failed(error: MedledgerError) -> int:
+    hint = next((text for kind, text in HINTS.items() if isinstance(error, kind)), None)
+    line = f"medledger: {error}" + (f" ({hint})" if hint else "")
+    print(" ".join(line.split()), file=sys.stderr)
+    return EXIT_STARTUP_FAILED
+
+
+async def _serve(config: Any, started: list[bool]) -> None:
     from node.service import Node
 
     node = Node(config)
@@ -47,6 +96,7 @@ async def _serve(config: NodeConfig) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
+            started.append(True)
 
             async def stop_on_signal() -> None:
                 async for received in signals:
@@ -55,3 +105,6 @@ async def _serve(config: NodeConfig) -> None:
                     return
 
             nursery.start_soon(stop_on_signal)
+
+
+__all__ = ["run_node"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -159,3 +160,27 @@ def parse_bootstrap(entries: Iterable[str], own_peer_id: str) -> dict[str, list[
         if peer_id != own_peer_id:
             by_peer.setdefault(peer_id, []).extend(info.addrs)
     return by_peer
+
+
+def refuse_port_in_use(listen: str) -> None:
+    """Raise ConfigError if the TCP port of ``listen`` (an /ip4|ip6/.../tcp/PORT multiaddr)
+    is taken. py-libp2p binds with SO_REUSEPORT, so a second node on the same port would
+    start and share it; a plain bind first finds any socket already there."""
+    try:
+        address = multiaddr.Multiaddr(listen)
+        port = int(address.value_for_protocol("tcp"))
+        family, host = ((socket.AF_INET6, address.value_for_protocol("ip6"))
+                        if "/ip6/" in listen else
+                        (socket.AF_INET, address.value_for_protocol("ip4")))
+    except Exception as error:
+        raise ConfigError(f"[p2p] listen {listen!r} is not an /ip4|ip6/.../tcp/PORT "
+                          f"multiaddr: {error}") from None
+    if port == 0:
+        return
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ConfigError(f"[p2p] listen {listen}: cannot use port {port} "
+                              f"({error.strerror}; another process listens there?): "
+                              "choose another [p2p] listen port") from None

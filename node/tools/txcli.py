@@ -22,7 +22,11 @@ WAIT_POLL_SECONDS = 0.2
 def submit_from_args(args: argparse.Namespace) -> dict[str, Any]:
     with RpcClient(args.rpc) as client:
         if args.raw:
-            raw = bytes.fromhex(args.raw.removeprefix("0x"))
+            try:
+                raw = bytes.fromhex(args.raw.removeprefix("0x"))
+            except ValueError:
+                raise ConfigError(f"--raw {args.raw[:80]!r} is not hex (a signed tx, "
+                                  "0x-prefixed or not)") from None
         else:
             if not (args.key and args.type and args.body):
                 raise ConfigError("give --raw, or --key, --type and --body")
