@@ -82,8 +82,12 @@ def bootstrap_raft_log(store: Store, genesis: Genesis, public_key: bytes) -> Non
 
 
 def make_libp2p_transport(config: NodeConfig, seed: bytes, log: Any) -> Transport:
+    """The node's libp2p transport; a p2p port another process listens on is refused
+    here, at start (py-libp2p itself would share it: SO_REUSEPORT)."""
     from node.p2p.host import Libp2pTransport
+    from node.p2p.libp2p_glue import refuse_port_in_use
 
+    refuse_port_in_use(config.p2p.listen)
     return Libp2pTransport(seed=seed, listen=config.p2p.listen,
                            bootstrap=config.p2p.bootstrap,
                            open_for_observers=config.p2p.open_for_observers, log=log)

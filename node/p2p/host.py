@@ -67,7 +67,6 @@ from node.p2p.libp2p_glue import (
     LibP2PLogBridge,
     NoAutoConnector,
     parse_bootstrap,
-    refuse_port_in_use,
 )
 from node.p2p.limits import (
     CONNECTIONS_MAX,
@@ -292,7 +291,6 @@ class Libp2pTransport(ConnectionKeeper):
         multiaddrs with /p2p/<peer id>). Cancel to stop: peers are disconnected within
         ``timings.shutdown_grace_s``."""
         assert self._host is None, "a transport runs once"
-        refuse_port_in_use(self._listen)
         LibP2PLogBridge.install()
         host = self._host = self._build_host()
         gossip = self._gossip = Gossip(host, timings=self._timings, log=self.log,

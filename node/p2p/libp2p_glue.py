@@ -165,7 +165,7 @@ def parse_bootstrap(entries: Iterable[str], own_peer_id: str) -> dict[str, list[
 def refuse_port_in_use(listen: str) -> None:
     """Raise ConfigError if the TCP port of ``listen`` (an /ip4|ip6/.../tcp/PORT multiaddr)
     is taken. py-libp2p binds with SO_REUSEPORT, so a second node on the same port would
-    start and share it; a plain bind first finds any socket already there."""
+    start and share it; a bind without it first finds any socket listening there."""
     try:
         address = multiaddr.Multiaddr(listen)
         port = int(address.value_for_protocol("tcp"))
@@ -178,6 +178,9 @@ def refuse_port_in_use(listen: str) -> None:
     if port == 0:
         return
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR: our own connections of a moment ago (TIME_WAIT after a restart)
+        # do not count; a socket listening there still does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
