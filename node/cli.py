@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger.errors import MedledgerError
+from ledger.errors import ConfigError, MedledgerError
 
 DEFAULT_RPC = "http://127.0.0.1:8545/"
 
@@ -55,6 +55,9 @@ def _guarded(command: Callable[[], int]) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medledger", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from node.version import VERSION
+
+    parser.add_argument("--version", action="version", version=f"medledger {VERSION}")
     commands = parser.add_subparsers(metavar="COMMAND")
     _add_node_commands(commands)
     _add_tool_commands(commands)
@@ -76,6 +79,9 @@ def _add_node_commands(commands: Any) -> None:
     genesis.add_argument("-m", "--members", required=True,
                          help="TOML file: chain_id, genesis_time_ms, [[member]] entries")
     genesis.add_argument("-o", "--output", default="genesis.json")
+    genesis.add_argument("--genesis-time-ms", type=int,
+                         help="the chain's start (ms since the epoch), if not in the file")
+    genesis.add_argument("--force", action="store_true", help="overwrite an existing output")
     genesis.set_defaults(handler=_genesis)
 
     start = commands.add_parser("start", help="run a node")
@@ -180,8 +186,13 @@ def _init(args: argparse.Namespace) -> int:
 def _genesis(args: argparse.Namespace) -> int:
     from node.genesis import genesis_from_members_file, genesis_hash, write_genesis
 
-    genesis = genesis_from_members_file(Path(args.members))
-    write_genesis(Path(args.output), genesis)
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise ConfigError(f"{output} exists: a genesis is never overwritten unless you pass "
+                          "--force (nodes started from the old one would refuse the new)")
+    genesis = genesis_from_members_file(Path(args.members),
+                                        genesis_time_ms=args.genesis_time_ms)
+    write_genesis(output, genesis)
     print(f"wrote {args.output}: chain {genesis.chain_id}, "
           f"hash 0x{genesis_hash(genesis).hex()}")
     return 0

@@ -42,11 +42,12 @@ def write_genesis(path: Path, genesis: Genesis) -> None:
     path.write_text(json.dumps(genesis.to_json(), indent=2) + "\n")
 
 
-def genesis_from_members_file(path: Path) -> Genesis:
+def genesis_from_members_file(path: Path, *, genesis_time_ms: int | None = None) -> Genesis:
     """A TOML file::
 
         chain_id = "medledger-main"
-        genesis_time_ms = 1767225600000      # optional, default: now
+        genesis_time_ms = 1767225600000      # or --genesis-time-ms: the genesis is
+                                              # reproducible, never "now"
         [[member]]
         org_id = "org-hospital-a"
         kind = "provider"                     # provider, insurer, custodian
@@ -61,7 +62,13 @@ def genesis_from_members_file(path: Path) -> Genesis:
     members = document.pop("member", None)
     if not isinstance(members, list) or not members:
         raise ConfigError(f"members file {path}: no [[member]] entries")
-    document.setdefault("genesis_time_ms", int(time.time() * 1000))
+    if genesis_time_ms is not None:
+        document["genesis_time_ms"] = genesis_time_ms
+    if "genesis_time_ms" not in document:
+        raise ConfigError(
+            f"members file {path}: no genesis_time_ms: set it there or pass "
+            f"--genesis-time-ms (now is {int(time.time() * 1000)}); every member must make "
+            "the same genesis from the same inputs")
     document["members"] = members
     genesis = Genesis.from_json(document)
     check_genesis(genesis)

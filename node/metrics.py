@@ -39,6 +39,7 @@ from prometheus_client import (
 
 from node.api import NodeStatus
 from node.jsonview import result_code_name
+from node.version import build_info
 
 NAMESPACE = "medledger"
 # generate_latest writes the classic text format (names escaped to underscores); label it
@@ -101,6 +102,11 @@ class Metrics:
         def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
             return Gauge(name, documentation, labels, namespace=NAMESPACE, registry=registry)
 
+        build = gauge("build_info", "1, labelled with this medledger's version and runtime.",
+                      ["version", "python", "libp2p"])
+        info = build_info()
+        build.labels(version=info["version"], python=info["python"],
+                     libp2p=info["libp2p"]).set(1)
         self.height = gauge("height", "Height of the last applied block.")
         self.mempool_txs = gauge("mempool_txs", "Transactions in the mempool.")
         self.mempool_bytes = gauge("mempool_bytes", "Bytes of transactions in the mempool.")

@@ -56,9 +56,9 @@ from node.mempool import Mempool
 from node.p2p import wire
 from node.p2p.transport import Transport
 from node.raft_driver import APPLY_QUEUE_ENTRIES_MAX, ApplyItem, RaftDriver, SnapshotToRestore
+from node.version import VERSION
 from storage.store import Store
 
-VERSION = "0.1.0"
 # Grace period for in-flight work at shutdown.
 SHUTDOWN_GRACE_SECONDS = 5.0
 

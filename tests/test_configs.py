@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from node.config import load_config
 from node.genesis import genesis_from_members_file
 
@@ -30,3 +32,42 @@ def test_systemd_unit_and_prometheus_config_name_the_right_things() -> None:
     assert "ExecStart=/opt/medledger/.venv/bin/medledger start -c" in unit
     assert "KillSignal=SIGTERM" in unit
     assert "metrics_path: /metrics" in (CONFIGS / "prometheus.yml").read_text()
+
+
+def test_the_genesis_command_is_reproducible_and_never_overwrites(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from node.cli import main
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    members = str(CONFIGS / "members.example.toml")
+    assert main(["genesis", "-m", members, "-o", str(first)]) == 0
+    assert main(["genesis", "-m", members, "-o", str(second)]) == 0
+    assert first.read_bytes() == second.read_bytes()  # same inputs, same genesis
+    before = first.read_bytes()
+    assert main(["genesis", "-m", members, "-o", str(first),
+                 "--genesis-time-ms", "1767225600001"]) == 1
+    assert "never overwritten unless you pass --force" in capsys.readouterr().err
+    assert first.read_bytes() == before
+    assert main(["genesis", "-m", members, "-o", str(first), "--force",
+                 "--genesis-time-ms", "1767225600001"]) == 0
+    assert first.read_bytes() != before
+    # No genesis time anywhere: refused (a default of "now" would differ per member).
+    timeless = tmp_path / "members.toml"
+    timeless.write_text("\n".join(line for line in (CONFIGS / "members.example.toml")
+                                  .read_text().splitlines()
+                                  if not line.startswith("genesis_time_ms")))
+    assert main(["genesis", "-m", str(timeless), "-o", str(tmp_path / "c.json")]) == 1
+    assert "no genesis_time_ms" in capsys.readouterr().err
+
+
+def test_the_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    from node.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == (
+        f"medledger {importlib.metadata.version('medledger')}")

@@ -269,3 +269,9 @@ async def test_probes_and_metrics_endpoint() -> None:
                 "medledger_stage_seconds", "medledger_commit_latency_seconds",
                 "medledger_rpc_requests", "medledger_txs_rejected"} <= families
         assert "medledger_height 1.0" in response.text
+        from node.version import VERSION
+
+        assert 'medledger_build_info{libp2p="' in response.text
+        assert f'version="{VERSION}"' in response.text
+        response = await client.get("/version")
+        assert response.status_code == 200 and response.json()["version"] == VERSION

@@ -12,6 +12,7 @@ GET        /ws          WebSocket: JSON-RPC, subscriptions
 GET        /metrics     Prometheus text format
 GET        /healthz     liveness: 200 {"status": "ok", "details": ...}
 GET        /readyz      readiness: 200 {"ready": true} or 503 {"ready": false}
+GET        /version     {"version": ..., "python": ..., "libp2p": ...}
 =========  ===========  ==============================================================
 """
 
@@ -45,6 +46,7 @@ from node.rpc.subscriptions import (
     Outbox,
     WebSocketSession,
 )
+from node.version import build_info
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -127,9 +129,9 @@ class RpcApplication:
         try:
             if path == "/" and method == "POST":
                 await self._http_rpc(scope, receive, send, request_id)
-            elif method == "GET" and path in ("/metrics", "/healthz", "/readyz"):
+            elif method == "GET" and path in ("/metrics", "/healthz", "/readyz", "/version"):
                 await self._probe(path, send, request_id)
-            elif path in ("/", "/metrics", "/healthz", "/readyz"):
+            elif path in ("/", "/metrics", "/healthz", "/readyz", "/version"):
                 allow = b"POST" if path == "/" else b"GET"
                 body = encode_json({"error": f"method {method} not allowed"}).encode()
                 await respond(send, 405, body, request_id=request_id,
@@ -188,6 +190,9 @@ class RpcApplication:
         if path == "/metrics":
             await respond(send, 200, self._render_metrics(),
                           content_type=METRICS_CONTENT_TYPE.encode(), request_id=request_id)
+            return
+        if path == "/version":
+            await respond(send, 200, encode_json(build_info()).encode(), request_id=request_id)
             return
         status, view = self._healthz() if path == "/healthz" else self._readyz()
         await respond(send, status, encode_json(view).encode(), request_id=request_id)

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ def create(directory: Path, network: Network, *, validators: list[str], observer
 
 
 def _members_toml(chain_id: str, nodes: list[NodeSpec]) -> str:
-    lines = [f'chain_id = "{chain_id}"', ""]
+    lines = [f'chain_id = "{chain_id}"', f"genesis_time_ms = {int(time.time() * 1000)}", ""]
     lanes = len(nodes)
     entries: list[tuple[str, str, NodeSpec | None]] = [
         (f"{LANE_ORG_PREFIX}{index}", "provider", node)
