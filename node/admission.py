@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from ledger.errors import DecodeError, MedledgerError
+from ledger.errors import DecodeError
 from ledger.results import ResultCode
 from ledger.tx import Transaction, tx_id_of
 from ledger.validation import check_batch
@@ -27,7 +27,7 @@ from node.clock import Clock, SystemClock
 from node.events import Applied
 from node.mempool import Mempool
 from node.p2p import wire
-from node.p2p.transport import Transport
+from node.p2p.transport import Transport, publish_quietly
 
 # Admitted batches waiting to be gossiped (each up to a tx_submitBatch's worth).
 GOSSIP_QUEUE_BATCHES_MAX = 256
@@ -210,14 +210,6 @@ class Admission:
     async def _publish(self, data: bytes) -> None:
         assert self._transport is not None
         await publish_quietly(self._transport, wire.topic_txs(self._chain_id), data, self._log)
-
-
-async def publish_quietly(transport: Transport, topic: str, data: bytes, log: Any) -> None:
-    """Gossip ``data``; a failure is logged, never raised (gossip is best effort)."""
-    try:
-        await transport.publish(topic, data)
-    except (MedledgerError, OSError) as error:
-        log.info("gossip publish failed", topic=topic, error=str(error))
 
 
 class _PendingResult:

@@ -19,13 +19,12 @@ from consensus.state import Role
 from ledger.block import Block
 from ledger.codec import decode
 from ledger.errors import DecodeError, MedledgerError, RemoteError
-from node.admission import publish_quietly
 from node.applier import Applier
 from node.chain import Chain
 from node.events import Applied
 from node.membership import Membership
 from node.p2p import wire
-from node.p2p.transport import Transport
+from node.p2p.transport import Transport, publish_quietly
 from node.raft_driver import RaftDriver, SnapshotToRestore
 
 # Applied blocks waiting for the leader's block gossip task; older ones are dropped

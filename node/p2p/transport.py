@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger.errors import LocalError, RemoteError
+from ledger.errors import LocalError, MedledgerError, RemoteError
 from node.p2p.limits import GOSSIP_MESSAGE_BYTES_MAX, RAFT_FRAME_BYTES_MAX
 
 # A request handler for the request/response protocol: request bytes in, response out.
@@ -131,3 +131,11 @@ class Transport(Protocol):
     def on_request(self, handler: RequestHandler) -> None: ...
 
     def peers(self) -> list[PeerState]: ...
+
+
+async def publish_quietly(transport: Transport, topic: str, data: bytes, log: Any) -> None:
+    """Gossip ``data``; a failure is logged, never raised (gossip is best effort)."""
+    try:
+        await transport.publish(topic, data)
+    except (MedledgerError, OSError) as error:
+        log.info("gossip publish failed", topic=topic, error=str(error))
