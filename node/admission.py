@@ -91,12 +91,15 @@ class Admission:
         tx_ids = [tx_id_of(raw) for raw in raws]
         async with self._lock:
             # Txs here already (from gossip, held) are not checked again; _admit releases
-            # them in this batch's order, once the fresh ones are checked.
-            fresh = [index for index, tx_id in enumerate(tx_ids) if tx_id not in self.mempool]
+            # them in this batch's order, once the fresh ones are checked. They are taken
+            # now: a held tx may expire from the pool while the fresh ones are checked,
+            # and is then admitted again, not answered as committed and dropped (a later
+            # nonce of its signer in this batch would then commit first).
+            results: list[Any] = [_KnownTx(self.mempool.get(tx_id)) for tx_id in tx_ids]
+            fresh = [index for index, known in enumerate(results) if known.tx is None]
             checked = await self._check([raws[index] for index in fresh])
             if self._metrics is not None:
                 self._metrics.observe_stage("validation", time.perf_counter() - started)
-            results: list[Any] = [_PendingResult(self.mempool, tx_id) for tx_id in tx_ids]
             for index, result in zip(fresh, checked, strict=True):
                 results[index] = result
             admitted = time.perf_counter()
@@ -212,13 +215,12 @@ class Admission:
         await publish_quietly(self._transport, wire.topic_txs(self._chain_id), data, self._log)
 
 
-class _PendingResult:
-    """Stands for a check result of a tx already in the mempool (admitted before)."""
+class _KnownTx:
+    """Stands for the check result of a tx that was in the mempool (checked before)."""
 
     __slots__ = ("code", "message", "tx")
 
-    def __init__(self, mempool: Mempool, tx_id: bytes) -> None:
-        self.tx = mempool.get(tx_id)
-        # Gone from the mempool since: it was committed meanwhile.
-        self.code = ResultCode.OK if self.tx is not None else ResultCode.DUPLICATE
-        self.message = "" if self.tx is not None else "already committed"
+    def __init__(self, tx: Transaction | None) -> None:
+        self.tx = tx
+        self.code = ResultCode.OK
+        self.message = ""

@@ -9,6 +9,7 @@ import trio
 from factories import CHAIN_ID, signed
 
 from ledger.crypto import SigningKey
+from ledger.results import ResultCode
 from node.admission import Admission
 from node.chain import AppliedBlock
 from node.clock import ManualClock
@@ -76,3 +77,39 @@ def test_applied_events_reach_every_listener_in_subscription_order() -> None:
     events.publish(Applied(None, raft_index=3, skipped_reason="no-op"))
     events.publish(Applied(None, raft_index=None))
     assert seen == [("first", 3), ("second", 3), ("first", None), ("second", None)]
+
+
+class CheckDuringExpiry(Admission):
+    """The builder runs while a forward's fresh txs are checked (in a worker thread, in
+    the node): here it expires the held txs at that moment, deterministically."""
+
+    def __init__(self, clock: ManualClock, **kwargs: Any) -> None:
+        super().__init__(clock=clock, **kwargs)
+        self._manual_clock = clock
+
+    async def _check(self, raws: Any) -> list[Any]:
+        self._manual_clock.advance(self.mempool.hold_s)
+        self.mempool.expire_held(self._manual_clock.monotonic())
+        return await super()._check(raws)
+
+
+def test_a_held_tx_that_expires_while_its_forward_is_checked_is_admitted_again() -> None:
+    """The chaos testnet's seed 5 at c9aabe2: the leader held (from gossip) the owner's
+    tx of nonce 1; the owner's forward brought nonce 1 and later nonces; nonce 1 expired
+    from the pool while the later ones were checked, was answered 'already committed' and
+    dropped, and the later nonces committed first (nonce 1 came 3 s later: NONCE_STALE)."""
+    clock = ManualClock(monotonic=100.0)
+    mempool = Mempool(txs_max=100, bytes_max=1_000_000)
+    admission = CheckDuringExpiry(clock, chain=NoChain(), mempool=mempool,
+                                  chain_id=CHAIN_ID, log=QuietLog(), metrics=None,
+                                  gossip_txs=False, executor=None, check_workers=1)
+    key = SigningKey(bytes([5]) * 32)
+    txs = [signed(key=key, nonce=nonce) for nonce in range(1, 5)]
+    assert mempool.add(txs[0], held_since=clock.monotonic()) is ResultCode.OK
+
+    answers = trio.run(admission.submit, [tx.raw for tx in txs])
+
+    assert [(answer.code, answer.message) for answer in answers] == [(ResultCode.OK, "")] * 4
+    assert [tx.nonce for tx in mempool.forwardable(clock.monotonic())] == [1, 2, 3, 4]
+    chosen = mempool.select(txs_max=10, bytes_max=1_000_000, now=clock.monotonic())
+    assert [tx.nonce for tx in chosen] == [1, 2, 3, 4]
