@@ -22,6 +22,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from node.p2p.framing import cleanup_scope, close_quietly, reset_quietly
 from node.p2p.limits import Timings
 from node.p2p.raft_link import Backoff, RaftLink
+from node.p2p.streams import StreamOpener
 
 # A connection that lived this long was healthy: the keeper's backoff starts afresh.
 STABLE_CONNECTION_S = 10.0
@@ -42,6 +43,7 @@ class ConnectionKeeper:
     the transport's host, timings, links and log)."""
 
     _host: Any
+    _opener: StreamOpener
     _timings: Timings
     _links: dict[str, RaftLink]
     _connectivity: trio.Event
@@ -203,7 +205,8 @@ class ConnectionKeeper:
         that peer then failed at once, and the liveness check dropped a healthy
         connection every 6 s for the rest of the run.)"""
         assert self._host is not None
-        stream = await self._host.new_stream(ID.from_base58(peer_id), [PING_PROTOCOL])
+        stream = await self._opener.open(peer_id, PING_PROTOCOL,
+                                         timeout_s=self._timings.liveness_timeout_s)
         try:
             payload = os.urandom(PING_PAYLOAD_BYTES)
             await stream.write(payload)

@@ -81,6 +81,7 @@ from node.p2p.limits import (
     Timings,
 )
 from node.p2p.raft_link import LinkStatistics, RaftLink
+from node.p2p.streams import StreamOpener
 from node.p2p.sync import SyncClient, SyncServer
 from node.p2p.transport import (
     FrameHandler,
@@ -154,6 +155,7 @@ class Libp2pTransport(ConnectionKeeper):
         self._host: Any = None
         self._gossip: Gossip | None = None
         self._sync_client: SyncClient | None = None
+        self._opener = StreamOpener(self.log)
         self._sync_server: SyncServer | None = None
         # peer id -> trio time it was last heard from (answers, requests, gossip).
         self._heard_at: dict[str, float] = {}
@@ -298,7 +300,8 @@ class Libp2pTransport(ConnectionKeeper):
                                        is_admitted=self.admitted)
         for topic, handler in self._gossip_handlers.items():
             gossip.set_handler(topic, handler)
-        self._sync_client = SyncClient(host, timings=self._timings)
+        self._opener.host = host
+        self._sync_client = SyncClient(self._opener, timings=self._timings)
         self._sync_server = SyncServer(timings=self._timings, log=self.log,
                                        is_admitted=self.admitted)
         self._sync_server.handler = self._request_handler
@@ -315,7 +318,7 @@ class Libp2pTransport(ConnectionKeeper):
             await gossip.pubsub.wait_until_ready()
             try:
                 async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
+                    self._nursery = self._opener.nursery = nursery
                     self._subscribe_pending()
                     self._reconcile()
                     self.log.info("p2p transport listening", addresses=self.listen_addresses,
@@ -324,7 +327,7 @@ class Libp2pTransport(ConnectionKeeper):
                     task_status.started(self.listen_addresses)
                     await trio.sleep_forever()
             finally:
-                self._nursery = None
+                self._nursery = self._opener.nursery = None
                 await self._disconnect_all()
         self.log.info("p2p transport stopped")
 
@@ -476,7 +479,8 @@ class Libp2pTransport(ConnectionKeeper):
             await self._connectivity.wait()
 
     async def open_raft_stream(self, peer_id: str) -> Any:
-        return await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(RAFT_PROTOCOL)])
+        return await self._opener.open(peer_id, RAFT_PROTOCOL,
+                                       timeout_s=self._timings.stream_open_timeout_s)
 
     # ================================================================ gossip topics
 

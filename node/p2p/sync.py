@@ -16,9 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamReset
-from libp2p.peer.id import ID
 
 from ledger.errors import MedledgerError
 from node.p2p.framing import (
@@ -36,6 +34,7 @@ from node.p2p.limits import (
     SYNC_RESPONSE_BYTES_MAX,
     Timings,
 )
+from node.p2p.streams import StreamOpener
 from node.p2p.transport import (
     MessageTooLargeError,
     PeerUnreachableError,
@@ -50,8 +49,8 @@ STATUS_FAILED = 1
 
 
 class SyncClient:
-    def __init__(self, host: Any, *, timings: Timings) -> None:
-        self._host = host
+    def __init__(self, opener: StreamOpener, *, timings: Timings) -> None:
+        self._opener = opener
         self._timings = timings
 
     async def request(self, peer_id: str, data: bytes, *, timeout_s: float) -> bytes:
@@ -61,7 +60,7 @@ class SyncClient:
             )
         try:
             with trio.fail_after(timeout_s):
-                stream = await self._open(peer_id)
+                stream = await self._open(peer_id, timeout_s)
                 try:
                     answer = await self._exchange(stream, data)
                 finally:
@@ -70,9 +69,11 @@ class SyncClient:
             raise RequestTimeoutError(f"no answer from {peer_id} in {timeout_s} s") from None
         return _unwrap(peer_id, answer)
 
-    async def _open(self, peer_id: str) -> Any:
+    async def _open(self, peer_id: str, timeout_s: float) -> Any:
         try:
-            return await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(SYNC_PROTOCOL)])
+            return await self._opener.open(peer_id, SYNC_PROTOCOL, timeout_s=timeout_s)
+        except trio.TooSlowError:
+            raise
         except Exception as error:  # libp2p: SwarmException, StreamFailure, ...
             raise PeerUnreachableError(f"no sync stream to {peer_id}: {error!r}") from error
 
