@@ -47,8 +47,11 @@ def open_store(data_dir: Any, genesis: Genesis, genesis_file: Any) -> Store:
         else:
             stored = store.blocks.block(0)
             if stored is not None and stored.block_hash != genesis_hash(genesis):
-                raise ConfigError(f"{data_dir} holds a chain of another genesis than "
-                                  f"{genesis_file}")
+                raise ConfigError(
+                    f"{data_dir} holds a chain of another genesis (hash "
+                    f"{stored.block_hash.hex()}) than {genesis_file} (hash "
+                    f"{genesis_hash(genesis).hex()}): use that chain's genesis file, or a new "
+                    "[node] data_dir for this one")
     except BaseException:
         store.close()
         raise
@@ -81,16 +84,20 @@ def bootstrap_raft_log(store: Store, genesis: Genesis, public_key: bytes) -> Non
     )
 
 
-def make_libp2p_transport(config: NodeConfig, seed: bytes, log: Any) -> Transport:
-    """The node's libp2p transport; a p2p port another process listens on is refused
-    here, at start (py-libp2p itself would share it: SO_REUSEPORT)."""
+def make_libp2p_transport(config: NodeConfig, genesis: Genesis, seed: bytes,
+                          log: Any) -> Transport:
+    """The node's libp2p transport, which greets peers with the chain's id and genesis
+    hash; a p2p port another process listens on is refused here, at start (py-libp2p
+    itself would share it: SO_REUSEPORT)."""
+    from node.p2p.hello import Hello
     from node.p2p.host import Libp2pTransport
     from node.p2p.libp2p_glue import refuse_port_in_use
 
     refuse_port_in_use(config.p2p.listen)
     return Libp2pTransport(seed=seed, listen=config.p2p.listen,
                            bootstrap=config.p2p.bootstrap,
-                           open_for_observers=config.p2p.open_for_observers, log=log)
+                           open_for_observers=config.p2p.open_for_observers, log=log,
+                           hello=Hello(genesis.chain_id, genesis_hash(genesis)))
 
 
 def make_driver(*, store: Store, public_key: bytes, config: NodeConfig,

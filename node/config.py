@@ -29,6 +29,9 @@ class NodeSection:
     # Processes that verify signatures of large batches (0: verify in the node's own
     # threads). A dedicated machine gains ~1.7x with 2 (scripts/bench-core).
     validation_workers: int = 0
+    # No block applied for this long while peers are ahead (or raft has committed more):
+    # the node is stalled, and /healthz and /readyz answer 503.
+    stall_timeout_s: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +247,7 @@ def validate(config: NodeConfig) -> None:
         (config.mempool.max_txs >= config.block.max_txs, "[mempool] max_txs < [block] max_txs"),
         (0 <= config.rpc.port <= 65535, "[rpc] port must be in 0..65535"),
         (config.node.validation_workers >= 0, "[node] validation_workers must be >= 0"),
+        (config.node.stall_timeout_s > 0, "[node] stall_timeout_s must be > 0"),
         (config.log.format in ("json", "console"), "[log] format must be json or console"),
         (
             config.log.level in ("debug", "info", "warning", "error"),

@@ -21,6 +21,7 @@ from ledger.codec import decode
 from ledger.errors import DecodeError, MedledgerError, RemoteError
 from node.applier import Applier
 from node.chain import Chain
+from node.clock import Clock, SystemClock
 from node.events import Applied
 from node.membership import Membership
 from node.p2p import wire
@@ -38,8 +39,13 @@ BLOCKS_TIMEOUT_S = 30.0
 
 class Follower:
     def __init__(self, *, chain: Chain, applier: Applier, membership: Membership,
-                 chain_id: str, log: Any, driver: Callable[[], RaftDriver | None]) -> None:
+                 chain_id: str, log: Any, driver: Callable[[], RaftDriver | None],
+                 clock: Clock | None = None) -> None:
         self._chain = chain
+        self._clock: Clock = clock or SystemClock()
+        # The highest head our peers answered in the last poll, and when (for health).
+        self.peer_head_height: int | None = None
+        self.peer_head_seen_at: float | None = None
         self._applier = applier
         self._membership = membership
         self._chain_id = chain_id
@@ -124,6 +130,7 @@ class Follower:
         """Fetch and apply one range of blocks from the best peer. True if it advanced."""
         assert self._transport is not None
         ahead: list[tuple[int, str]] = []
+        heights: list[int] = []
         for peer in self._transport.peers():
             if not peer.connected:
                 continue
@@ -134,8 +141,12 @@ class Follower:
                 head = decode(wire.Head, answer, size_bytes_max=wire.HEAD_BYTES_MAX)
             except (MedledgerError, OSError, trio.TooSlowError):
                 continue
+            heights.append(head.height)
             if head.height > self._chain.height:
                 ahead.append((head.height, peer.peer_id))
+        if heights:
+            self.peer_head_height = max(heights)
+            self.peer_head_seen_at = self._clock.monotonic()
         # The highest head first; when that peer fails the range, the next one (one peer
         # whose streams fail must not stop us following: it did, 700 blocks behind).
         for height, peer_id in sorted(ahead, reverse=True):

@@ -61,6 +61,10 @@ from storage.store import Store
 
 # Grace period for in-flight work at shutdown.
 SHUTDOWN_GRACE_SECONDS = 5.0
+# An observer this many blocks or fewer below its peers' highest head is ready.
+READY_LAG_BLOCKS_MAX = 5
+# A peer head answered longer ago than this says nothing about where the chain is.
+PEER_HEAD_FRESH_S = 10.0
 
 
 class Node:
@@ -160,7 +164,8 @@ class Node:
                                metrics=self.metrics, driver=driver,
                                restore=lambda item: self.follower.restore_snapshot(item))
         self.follower = Follower(chain=chain, applier=self.applier, membership=self.membership,
-                                 chain_id=self.chain_id, log=self.log, driver=driver)
+                                 chain_id=self.chain_id, log=self.log, driver=driver,
+                                 clock=self.clock)
         self.admission.on_admitted += [self.builder.wake, self.forwarder.wake]
         for listener in (self.builder.on_applied, self.admission.on_applied,
                          self.forwarder.on_applied, self._on_applied, self.feeds.on_applied,
@@ -227,7 +232,7 @@ class Node:
     def _make_transport(self) -> Transport:
         if self._transport_factory is not None:
             return self._transport_factory(self)
-        return make_libp2p_transport(self.config, self.key.seed, self.log)
+        return make_libp2p_transport(self.config, self.genesis, self.key.seed, self.log)
 
     def _make_driver(self, apply_channel: trio.MemorySendChannel[ApplyItem]) -> RaftDriver:
         assert self.store is not None
@@ -263,8 +268,8 @@ class Node:
         applied = event.applied
         if applied is None:
             return
-        if event.from_raft:
-            self._last_commit_monotonic = self.clock.monotonic()
+        # Progress whichever way the block came: raft, block sync or block gossip.
+        self._last_commit_monotonic = self.clock.monotonic()
         if self.metrics is not None:
             self.metrics.block_applied(applied.block.header.height, len(applied.tx_ids),
                                        applied.codes)
@@ -325,14 +330,39 @@ class Node:
             "seconds_since_last_commit": round(since_commit, 3),
             "role": self.status().role,
             "disk_full": self.disk.full,
+            "behind": self.behind(),
+            "stalled": self.stalled(),
         }
 
     def ready(self) -> bool:
-        if not self._started or self.disk.full:
+        """Validators: a leader is known. Observers: a peer on our chain answered its head
+        lately and we are within READY_LAG_BLOCKS_MAX of it. Neither while stalled."""
+        if not self._started or self.disk.full or self.stalled():
             return False
-        if self.driver is None:
-            return any(peer.connected for peer in self._transport().peers())
-        return bool(self.driver.leader)
+        if self.driver is not None and self.is_validator:
+            return bool(self.driver.leader)
+        behind = self.behind()
+        return behind is not None and behind <= READY_LAG_BLOCKS_MAX
+
+    def behind(self) -> int | None:
+        """How far this node knows itself to be behind: raft entries committed but not
+        applied (validators), or blocks below the highest head a peer answered lately
+        (observers); None when an observer has no fresh peer head."""
+        chain = self._chain()
+        if self.driver is not None and self.is_validator:
+            commit = self.driver.raw_node.status().hard_state.commit
+            return max(0, commit - chain.applied_index())
+        follower = self.follower
+        seen_at = follower.peer_head_seen_at
+        if (follower.peer_head_height is None or seen_at is None
+                or self.clock.monotonic() - seen_at > PEER_HEAD_FRESH_S):
+            return None
+        return max(0, follower.peer_head_height - chain.height)
+
+    def stalled(self) -> bool:
+        """Behind, and no block applied for ``[node] stall_timeout_s``."""
+        since_commit = self.clock.monotonic() - self._last_commit_monotonic
+        return bool(self.behind()) and since_commit > self.config.node.stall_timeout_s
 
     def statistics(self) -> dict[str, dict[str, int]]:
         """Each service's counters (for logs and tests)."""

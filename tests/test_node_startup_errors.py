@@ -122,3 +122,23 @@ def test_tx_submit_with_raw_that_is_not_hex_is_a_clear_error() -> None:
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines() == [
         "medledger: --raw '0xzz' is not hex (a signed tx, 0x-prefixed or not)"]
+
+
+def test_a_data_directory_of_another_genesis_is_refused(tmp_path: Path,
+                                                        node: DevnetNode) -> None:
+    """The node ran on this data directory with one genesis; its genesis file changed."""
+    import json
+
+    from node.bootstrap import open_store
+    from node.config import load_config
+    from node.genesis import genesis_hash, load_genesis
+
+    config = load_config(config_of(tmp_path, node), environ={})
+    first = load_genesis(config.genesis_file)
+    open_store(config.data_dir, first, config.genesis_file).close()
+    document = json.loads(config.genesis_file.read_text())
+    document["genesis_time_ms"] += 1
+    config.genesis_file.write_text(json.dumps(document))
+    second = load_genesis(config.genesis_file)
+    one_line_refusal(start(config_of(tmp_path, node)), "another genesis",
+                     genesis_hash(first).hex(), genesis_hash(second).hex(), "data_dir")

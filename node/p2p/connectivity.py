@@ -107,8 +107,14 @@ class ConnectionKeeper:
 
     def connection_closed(self, connection: Any) -> None:
         with contextlib.suppress(Exception):  # a connection without a peer id yet
-            self._forget_closed(connection.muxed_conn.peer_id)
+            peer = connection.muxed_conn.peer_id
+            self._forget_closed(peer)
+            if not self.is_connected(peer.to_base58()):
+                self.connection_gone(peer.to_base58())
         self.connectivity_changed()
+
+    def connection_gone(self, peer_id: str) -> None:
+        """The last connection to ``peer_id`` closed (the host forgets its hello)."""
 
     def is_connected(self, peer_id: str) -> bool:
         if self._host is None:

@@ -32,6 +32,7 @@ import os
 # value wins.
 os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 
+import contextlib
 import random
 import time
 from collections.abc import Iterable
@@ -60,6 +61,7 @@ from node.p2p.framing import (
     reset_quietly,
 )
 from node.p2p.gossip import Gossip, GossipStatistics
+from node.p2p.hello import HELLO_PROTOCOL, HELLO_TIMEOUT_S, Greeter, Hello
 from node.p2p.identity import peer_id_from_public_key, peer_id_from_seed
 from node.p2p.libp2p_glue import (
     AdmittingNoise,
@@ -137,6 +139,7 @@ class Libp2pTransport(ConnectionKeeper):
         timings: Timings | None = None,
         rng: random.Random | None = None,
         log: Any = None,
+        hello: Hello | None = None,
     ) -> None:
         self._seed = seed
         self._peer_id = peer_id_from_seed(seed)
@@ -156,6 +159,10 @@ class Libp2pTransport(ConnectionKeeper):
         self._gossip: Gossip | None = None
         self._sync_client: SyncClient | None = None
         self._opener = StreamOpener(self.log)
+        # The chain handshake, when the node names its chain (tests may run without).
+        self._greeter = None if hello is None else Greeter(
+            hello, opener=self._opener, log=self.log, is_connected=self.is_connected,
+            on_greeted=self.connectivity_changed, drop=self._drop_foreign)
         self._sync_server: SyncServer | None = None
         # peer id -> trio time it was last heard from (answers, requests, gossip).
         self._heard_at: dict[str, float] = {}
@@ -190,6 +197,8 @@ class Libp2pTransport(ConnectionKeeper):
 
     def admitted(self, peer_id: str) -> bool:
         """May ``peer_id`` connect, gossip and sync with us?"""
+        if self._greeter is not None and self._greeter.is_foreign(peer_id):
+            return False
         if peer_id in self._validators:
             return True
         return self._open_for_observers and not self._conduct.banned(peer_id)
@@ -259,7 +268,7 @@ class Libp2pTransport(ConnectionKeeper):
             states.append(PeerState(
                 peer_id=peer_id,
                 addresses=tuple(str(address) for address in self._dial_addresses(peer_id)),
-                connected=self.is_connected(peer_id),
+                connected=self.is_connected(peer_id) and self.greeted(peer_id),
                 raft_stream=link is not None and link.stream_up,
             ))
         return states
@@ -308,6 +317,8 @@ class Libp2pTransport(ConnectionKeeper):
         self._sync_server.on_heard = self._heard_from
         host.set_stream_handler(TProtocol(RAFT_PROTOCOL), self._handle_raft_stream)
         host.set_stream_handler(TProtocol(SYNC_PROTOCOL), self._sync_server.handle_stream)
+        if self._greeter is not None:
+            host.set_stream_handler(TProtocol(HELLO_PROTOCOL), self._greeter.handle_stream)
         host.get_network().register_notifee(ConnectivityNotifee(self))
         # Pitfall 6: Pubsub and GossipSub run before the host listens.
         async with (
@@ -463,6 +474,13 @@ class Libp2pTransport(ConnectionKeeper):
 
     async def _handle_raft_stream(self, stream: Any) -> None:
         peer_id = stream.muxed_conn.peer_id.to_base58()
+        with trio.move_on_after(HELLO_TIMEOUT_S):
+            while not self.greeted(peer_id):  # its hello and this stream may cross
+                await self._connectivity.wait()
+        if not self.greeted(peer_id):
+            self.log.warning("raft stream refused", peer=peer_id, reason="no hello")
+            await reset_quietly(stream)
+            return
         link = self._links.get(peer_id)
         if link is None or link.opener:
             reason = ("we open raft streams to this peer" if link is not None
@@ -475,8 +493,30 @@ class Libp2pTransport(ConnectionKeeper):
     # ---------------------------------------------------------------- LinkHost
 
     async def wait_connected(self, peer_id: str) -> None:
-        while not self.is_connected(peer_id):
+        while not (self.is_connected(peer_id) and self.greeted(peer_id)):
             await self._connectivity.wait()
+
+    # ================================================================ chain handshake
+
+    def greeted(self, peer_id: str) -> bool:
+        """Has ``peer_id`` said it is on our chain, on its current connection?"""
+        return self._greeter is None or self._greeter.is_greeted(peer_id)
+
+    def connection_opened(self, connection: Any) -> None:
+        if self._greeter is None or self._nursery is None:
+            return
+        with contextlib.suppress(Exception):  # a connection without a peer id yet
+            peer_id = connection.muxed_conn.peer_id.to_base58()
+            if self._greeter.should_greet(peer_id):
+                self._start_task(self._greeter.greet, peer_id)
+
+    def connection_gone(self, peer_id: str) -> None:
+        if self._greeter is not None:
+            self._greeter.forget(peer_id)
+
+    def _drop_foreign(self, peer_id: str) -> None:
+        if self._nursery is not None:
+            self._start_task(self._drop_offender, peer_id)
 
     async def open_raft_stream(self, peer_id: str) -> Any:
         return await self._opener.open(peer_id, RAFT_PROTOCOL,

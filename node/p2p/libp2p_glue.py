@@ -36,6 +36,8 @@ class ConnectivityListener(Protocol):
 
     def connectivity_changed(self) -> None: ...
 
+    def connection_opened(self, connection: Any) -> None: ...
+
     def connection_closed(self, connection: Any) -> None: ...
 
 # A libp2p warning repeated with the same template and first argument (the peer) is
@@ -127,6 +129,7 @@ class ConnectivityNotifee(INotifee):
         self._transport = transport
 
     async def connected(self, network: Any, conn: Any) -> None:
+        self._transport.connection_opened(conn)
         self._transport.connectivity_changed()
 
     async def disconnected(self, network: Any, conn: Any) -> None:

@@ -10,7 +10,7 @@ POST       /            JSON-RPC; 200 with the response, 204 when there is none 
                         notifications), 413 with error -32003 over the body cap
 GET        /ws          WebSocket: JSON-RPC, subscriptions
 GET        /metrics     Prometheus text format
-GET        /healthz     liveness: 200 {"status": "ok", "details": ...}
+GET        /healthz     liveness: 200 {"status": "ok", "details": ...}; 503 when stalled
 GET        /readyz      readiness: 200 {"ready": true} or 503 {"ready": false}
 GET        /version     {"version": ..., "python": ..., "libp2p": ...}
 =========  ===========  ==============================================================
@@ -211,6 +211,8 @@ class RpcApplication:
         except Exception:
             self.server.log.exception("healthz: node health failed")
             return 500, {"status": "error"}
+        if isinstance(details, dict) and details.get("stalled"):
+            return 503, {"status": "stalled", "details": details}
         return 200, {"status": "ok", "details": details}
 
     def _readyz(self) -> tuple[int, dict[str, Any]]:
