@@ -64,6 +64,8 @@ FRAME_BYTES_TARGET = RAFT_FRAME_BYTES_MAX // 2
 # Proposals whose commit time is being measured (entries lost to a leader change are
 # never committed here; the bound keeps their timestamps from piling up).
 PROPOSALS_TIMED_MAX = 1024
+# How often a leader handing over checks whether it still leads.
+HANDOVER_POLL_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,28 @@ class RaftDriver:
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    async def hand_over_leadership(self, *, timeout_s: float) -> int | None:
+        """On the leader: hand leadership to the voter whose log matches ours furthest
+        (etcd does the same before it stops), and wait until we are a follower. Returns
+        the target's raft id, or None when we do not lead, have no other voter, or the
+        transfer did not finish within ``timeout_s``."""
+        status = self.raw_node.status()
+        if status.soft_state.role is not Role.LEADER:
+            return None
+        voters = set(status.conf_state.voters) - {status.node_id}
+        candidates = [peer for peer in status.peers
+                      if peer.node_id in voters and peer.recent_active]
+        if not candidates:
+            return None
+        target = max(candidates, key=lambda peer: (peer.match, -peer.node_id)).node_id
+        self.raw_node.transfer_leadership(target)
+        self.wake()
+        with trio.move_on_after(timeout_s):
+            while self.role is Role.LEADER:
+                await trio.sleep(HANDOVER_POLL_S)
+            return target
+        return None
 
     async def handle_frame(self, peer_id: str, frame: bytes) -> None:
         """A frame of raft messages from ``peer_id``: each must claim to be from the node

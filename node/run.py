@@ -101,6 +101,7 @@ async def _serve(config: Any, started: list[bool]) -> None:
             async def stop_on_signal() -> None:
                 async for received in signals:
                     log.info("shutting down", signal=signal.Signals(received).name)
+                    await node.hand_over_leadership()
                     nursery.cancel_scope.cancel()
                     return
 

@@ -24,6 +24,7 @@ SIGTERM/SIGINT cancel the root scope; shutdown work is shielded and bounded.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -363,6 +364,25 @@ class Node:
         """Behind, and no block applied for ``[node] stall_timeout_s``."""
         since_commit = self.clock.monotonic() - self._last_commit_monotonic
         return bool(self.behind()) and since_commit > self.config.node.stall_timeout_s
+
+    async def hand_over_leadership(self) -> None:
+        """Before a validator that leads stops: hand leadership to its most up-to-date
+        peer (within two election timeouts), so the cluster is not without a leader
+        until an election notices it gone."""
+        driver = self.driver
+        if driver is None or driver.role is not Role.LEADER:
+            return
+        consensus = self.config.consensus
+        timeout_s = 2 * consensus.tick_ms * consensus.election_ticks / 1000
+        started = time.monotonic()
+        target = await driver.hand_over_leadership(timeout_s=timeout_s)
+        elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+        if target is None:
+            self.log.warning("leadership not handed over before stopping",
+                             waited_ms=elapsed_ms)
+        else:
+            self.log.info("leadership handed over", to=self.membership.peer_of_raft(target),
+                          raft_target=target, elapsed_ms=elapsed_ms)
 
     def statistics(self) -> dict[str, dict[str, int]]:
         """Each service's counters (for logs and tests)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -170,6 +171,51 @@ def test_leader_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) ->
                 assert committed_on(process, tx_id), (tx_id, process.node.name)
         assert len({tuple(chain_hashes(p, final)) for p in processes}) == 1
         assert failover_s < 3.0, f"failover took {failover_s:.2f} s (goal: < 3 s)"
+
+
+def test_a_leader_stopped_with_sigterm_hands_over_before_it_exits(tmp_path: Path) -> None:
+    """etcd's behaviour: the stopping leader makes its most up-to-date peer leader, so the
+    cluster has a leader when it exits (before, none for ~0.85 s: an election timeout).
+    The gap from its exit to the next block is printed (the figure lives in the issue's
+    closing note, measured over several runs; this test asserts the behaviour)."""
+    with network(tmp_path, validators=3, observers=0) as processes:
+        leader = wait_ready(processes)
+        followers = [p for p in processes if p is not leader]
+        stop = threading.Event()
+        factory = TxFactory(ADMIN, "pat-term")
+
+        def stream() -> None:  # blocks are cut only when there are txs
+            while not stop.is_set():
+                with contextlib.suppress(Exception):  # the old leader may be gone
+                    submit(followers[0], factory.next())
+                time.sleep(0.02)
+
+        worker = threading.Thread(target=stream, daemon=True)
+        worker.start()
+        try:
+            wait_for(lambda: followers[0].call("chain_head")["height"] >= 3, timeout_s=30,
+                     what="blocks")
+            assert leader.process is not None
+            leader.process.send_signal(signal.SIGTERM)
+            leader.process.wait(timeout=15)
+            exited_at = time.monotonic()
+            height_at_exit = followers[0].call("chain_head")["height"]
+            new_leader = leader_of(followers)
+            assert new_leader is not None, "no leader at the moment the old one exited"
+
+            def next_block() -> bool:
+                return followers[0].call("chain_head")["height"] > height_at_exit
+
+            wait_for(next_block, timeout_s=10, interval_s=0.005, what="a block after the exit")
+            gap_s = time.monotonic() - exited_at
+        finally:
+            stop.set()
+            worker.join(timeout=10)
+        print(f"SIGTERM HANDOVER: next block {gap_s:.3f} s after the old leader exited")
+        log = leader.log_text()
+        assert leader.process.returncode == 0, dump_logs(processes)
+        assert '"leadership handed over"' in log, log[-3000:]
+        assert '"node stopped cleanly"' in log.rstrip().splitlines()[-1], log[-2000:]
 
 
 def test_wiped_observer_and_late_validator_catch_up_by_sync(tmp_path: Path) -> None:
