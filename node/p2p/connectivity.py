@@ -20,6 +20,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from node.p2p.framing import cleanup_scope, close_quietly, reset_quietly
+from node.p2p.libp2p_glue import resolve_host_names
 from node.p2p.limits import Timings
 from node.p2p.raft_link import Backoff, RaftLink
 from node.p2p.streams import StreamOpener
@@ -229,7 +230,7 @@ class ConnectionKeeper:
         return self.is_validator and peer_id in self._validators and peer_id < self._peer_id
 
     async def _dial(self, peer_id: str, log: Any) -> bool:
-        addresses = self._dial_addresses(peer_id)
+        addresses = await resolve_host_names(self._dial_addresses(peer_id))
         if not addresses:
             log.debug("no address to dial")
             await trio.sleep(NO_ADDRESS_RETRY_S)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import multiaddr
+import trio
 from libp2p.abc import INotifee
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.network.auto_connector import AutoConnector
@@ -150,7 +151,8 @@ class ConnectivityNotifee(INotifee):
 
 def parse_bootstrap(entries: Iterable[str], own_peer_id: str) -> dict[str, list[Any]]:
     """Bootstrap multiaddrs by peer id; entries naming ourselves are skipped (a devnet may
-    hand every node the same list)."""
+    hand every node the same list). Host names (/dns4, /dns6, /dns) stay names here and
+    are resolved at every dial (:func:`resolve_host_names`)."""
     by_peer: dict[str, list[Any]] = {}
     for entry in entries:
         try:
@@ -159,6 +161,10 @@ def parse_bootstrap(entries: Iterable[str], own_peer_id: str) -> dict[str, list[
             raise ConfigError(
                 f"bootstrap address {entry!r} is not a multiaddr with /p2p/<peer id>: {error}"
             ) from None
+        if entry.startswith("/dnsaddr/"):
+            raise ConfigError(
+                f"bootstrap address {entry!r}: /dnsaddr (DNS TXT records) is not supported; "
+                "name the host with /dns4, /dns6 or /dns and its /tcp port")
         peer_id = info.peer_id.to_base58()
         if peer_id != own_peer_id:
             by_peer.setdefault(peer_id, []).extend(info.addrs)
@@ -190,3 +196,50 @@ def refuse_port_in_use(listen: str) -> None:
             raise ConfigError(f"[p2p] listen {listen}: cannot use port {port} "
                               f"({error.strerror}; another process listens there?): "
                               "choose another [p2p] listen port") from None
+
+
+# Host-name protocols of a multiaddr and the address family each resolves to.
+HOST_NAME_FAMILIES = {"dns4": socket.AF_INET, "dns6": socket.AF_INET6, "dns": socket.AF_UNSPEC}
+# A name lookup (the system resolver: /etc/hosts, then DNS) longer than this fails the
+# dial; the keeper retries with its backoff, so a slow resolver delays, never wedges, it.
+HOST_NAME_LOOKUP_S_MAX = 5.0
+# Addresses taken from one name (a round-robin name may list many; we dial them in turn).
+HOST_NAME_ADDRESSES_MAX = 8
+
+
+async def resolve_host_names(addresses: Iterable[Any], *,
+                             timeout_s: float = HOST_NAME_LOOKUP_S_MAX) -> list[Any]:
+    """``addresses`` with every /dns4, /dns6 or /dns host name replaced by the /ip4 or
+    /ip6 addresses the system resolver gives for it now (py-libp2p's own resolver asks
+    DNS servers only, and left such bootstrap entries undialled). Others pass as they
+    are; a name that does not resolve in ``timeout_s`` is left out and logged."""
+    resolved: list[Any] = []
+    for address in addresses:
+        text = str(address)
+        parts = text.split("/", 3)  # "", protocol, host, the rest ("tcp/30333")
+        family = HOST_NAME_FAMILIES.get(parts[1]) if len(parts) >= 3 else None
+        if family is None:
+            resolved.append(address)
+            continue
+        host = parts[2]
+        remainder = "/" + parts[3] if len(parts) == 4 else ""
+        found: list[Any] = []
+        with trio.move_on_after(timeout_s):
+            try:
+                infos = await trio.socket.getaddrinfo(host, None, family=family,
+                                                      type=socket.SOCK_STREAM)
+            except OSError as error:  # socket.gaierror: no such name, no resolver
+                get_logger(component="p2p").info("host name not resolved", address=text,
+                                                  error=str(error))
+                continue
+            for info_family, _, _, _, socket_address in infos:
+                protocol_name = "ip4" if info_family == socket.AF_INET else "ip6"
+                candidate = multiaddr.Multiaddr(f"/{protocol_name}/{socket_address[0]}"
+                                                f"{remainder}")
+                if candidate not in found:
+                    found.append(candidate)
+        if not found:
+            get_logger(component="p2p").info("host name not resolved", address=text,
+                                              timeout_s=timeout_s)
+        resolved.extend(found[:HOST_NAME_ADDRESSES_MAX])
+    return resolved
