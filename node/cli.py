@@ -1,11 +1,13 @@
 """The ``medledger`` command line.
 
-    medledger init --dir DIR              node key + config for one node
+    medledger keygen -o FILE              a member's admin key (prints its public key)
+    medledger init --dir DIR --listen ... node key + commented config for one node
     medledger genesis -m members.toml     consortium genesis from members' public keys
     medledger start -c node.toml          run a node (SIGTERM/Ctrl-C: graceful stop)
     medledger devnet                      a local network of validators and observers
     medledger status --rpc URL            a node's status
     medledger tx submit ...               sign and submit a transaction
+    medledger member propose|vote|list    consortium governance: proposals and votes
     medledger simulate ...                the deterministic cluster simulator
     medledger demo --rpc URL              the healthcare story against a running devnet
     medledger loadtest ...                the load generator (see `medledger loadtest -h`)
@@ -67,13 +69,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_node_commands(commands: Any) -> None:
-    """Setting up and running a node: init, genesis, start, status, tx."""
-    init = commands.add_parser("init", help="create a node key and config")
+    """Setting up and running a node: keygen, init, genesis, start, status, tx, member."""
+    keygen = commands.add_parser("keygen", help="make a member's admin key (Ed25519)")
+    keygen.add_argument("-o", "--output", required=True,
+                        help="the key file to write (mode 0600)")
+    keygen.add_argument("--force", action="store_true", help="overwrite an existing file")
+    keygen.set_defaults(handler=_bad_input_exits_2(_keygen))
+
+    init = commands.add_parser("init", help="create a node key and a commented config")
     init.add_argument("--dir", default=".", help="node directory (default: .)")
+    init.add_argument("--listen", metavar="MULTIADDR",
+                      help="p2p address, e.g. /ip4/0.0.0.0/tcp/30333 (default: "
+                           "/ip4/127.0.0.1/tcp/<--p2p-port>)")
+    init.add_argument("--p2p-port", type=int,
+                      help="p2p port on 127.0.0.1, when --listen is not given (default: 0, "
+                           "a random port)")
+    init.add_argument("--rpc-host", default="127.0.0.1")
     init.add_argument("--rpc-port", type=int, default=8545)
-    init.add_argument("--p2p-port", type=int, default=0)
+    init.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
+                      help="a peer's full address, ending /p2p/<peer id> (repeatable)")
+    init.add_argument("--genesis", metavar="FILE",
+                      help="the genesis file (default: genesis.json beside node.toml)")
+    init.add_argument("--data-dir", help="the data directory (default: data beside node.toml)")
     init.add_argument("--force", action="store_true", help="overwrite an existing config")
-    init.set_defaults(handler=_init)
+    init.set_defaults(handler=_bad_input_exits_2(_init))
 
     genesis = commands.add_parser("genesis", help="write a consortium genesis file")
     genesis.add_argument("-m", "--members", required=True,
@@ -105,6 +124,45 @@ def _add_node_commands(commands: Any) -> None:
     submit.add_argument("--wait", type=float, default=10.0,
                         help="seconds to wait for the commit (0: do not wait)")
     submit.set_defaults(handler=_tx_submit)
+    _add_member_commands(commands)
+
+
+def _add_member_commands(commands: Any) -> None:
+    """Consortium governance: PROPOSE_MEMBER and VOTE, and the members as the node sees."""
+    member = commands.add_parser("member", help="consortium members: propose, vote, list")
+    actions = member.add_subparsers(metavar="ACTION")
+    propose = actions.add_parser("propose", help="propose to add or remove a member, or "
+                                                 "to revoke a member's key")
+    vote = actions.add_parser("vote", help="vote on an open proposal")
+    listing = actions.add_parser("list", help="members and proposals")
+    for parser in (propose, vote, listing):
+        parser.add_argument("--rpc", default=DEFAULT_RPC)
+    for parser in (propose, vote):
+        parser.add_argument("--key", required=True, metavar="FILE",
+                            help="your member's admin key file (`medledger keygen`)")
+        parser.add_argument("--proposal-id", required=True,
+                            help="the proposal's id, e.g. add-clinic-2026")
+        parser.add_argument("--wait", type=float, default=10.0,
+                            help="seconds to wait for the commit (0: do not wait)")
+    from node.tools.members import ACTIONS, KINDS
+
+    propose.add_argument("--action", choices=list(ACTIONS), default="add")
+    propose.add_argument("--org-id", required=True, help="the member the proposal is about")
+    propose.add_argument("--kind", choices=list(KINDS), help="the new member's kind (add)")
+    propose.add_argument("--admin-key", help="its admin public key, hex (add; for "
+                                             "revoke-key the key to revoke)")
+    propose.add_argument("--node-key", help="its node's public key (hex) or peer id")
+    propose.add_argument("--validator", action="store_true",
+                         help="the new member's node becomes a validator")
+    propose.add_argument("--evidence-hash", help="SHA-256 (hex) of the evidence document")
+    propose.add_argument("--evidence-file", help="the evidence document (its SHA-256 is "
+                                                 "sent, never the file)")
+    propose.add_argument("--deadline-days", type=int, default=7,
+                         help="days the proposal stays open (default: 7)")
+    propose.set_defaults(handler=_bad_input_exits_2(_member_propose))
+    vote.add_argument("--reject", action="store_true", help="vote against (default: for)")
+    vote.set_defaults(handler=_bad_input_exits_2(_member_vote))
+    listing.set_defaults(handler=_member_list)
 
 
 def _add_tool_commands(commands: Any) -> None:
@@ -149,37 +207,67 @@ def _add_tool_commands(commands: Any) -> None:
 # ---------------------------------------------------------------------------- handlers
 
 
+# Exit code of a command refused for a bad input (as `medledger start` refuses one).
+EXIT_BAD_INPUT = 2
+
+
+def _bad_input_exits_2(handler: Callable[[argparse.Namespace], int]
+                       ) -> Callable[[argparse.Namespace], int]:
+    """A handler whose ConfigError (a bad flag, file or value) ends the command with one
+    line ``medledger: ...`` and exit code 2."""
+
+    def checked(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ConfigError as error:
+            print(" ".join(f"medledger: {error}".split()), file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+    return checked
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from node.tools.consortium import keygen
+
+    print(json.dumps(keygen(Path(args.output), force=args.force), indent=2))
+    return 0
+
+
 def _init(args: argparse.Namespace) -> int:
-    from ledger.crypto import SigningKey
-    from node.config import NodeConfig, P2PSection, RpcSection, render_config
-    from node.keys import write_key_file
-    from node.p2p.identity import peer_id_from_public_key
+    from node.tools.consortium import InitRequest, init_node
 
-    directory = Path(args.dir)
-    config_path = directory / "node.toml"
-    key_path = directory / "node.key"
-    if config_path.exists() and not args.force:
-        print(f"medledger: {config_path} exists (use --force to overwrite)", file=sys.stderr)
-        return 1
-    if key_path.exists():
-        from node.keys import read_key_file
+    if args.listen is not None and args.p2p_port is not None:
+        raise ConfigError("give --listen or --p2p-port, not both")
+    listen = args.listen or f"/ip4/127.0.0.1/tcp/{args.p2p_port or 0}"
+    printed = init_node(InitRequest(
+        directory=Path(args.dir), listen=listen, rpc_host=args.rpc_host,
+        rpc_port=args.rpc_port, bootstrap=tuple(args.bootstrap), genesis_file=args.genesis,
+        data_dir=args.data_dir, force=args.force,
+    ))
+    print(json.dumps(printed, indent=2))
+    return 0
 
-        key = read_key_file(key_path)
-    else:
-        key = SigningKey.generate()
-        write_key_file(key_path, key)
-    config = NodeConfig(
-        p2p=P2PSection(listen=f"/ip4/127.0.0.1/tcp/{args.p2p_port}"),
-        rpc=RpcSection(port=args.rpc_port),
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(render_config(config))
-    print(json.dumps({
-        "config": str(config_path),
-        "key_file": str(key_path),
-        "node_public_key": key.public_key.hex(),
-        "peer_id": peer_id_from_public_key(key.public_key),
-    }, indent=2))
+
+def _member_propose(args: argparse.Namespace) -> int:
+    from node.tools.members import propose, succeeded
+
+    answer = propose(args)
+    print(json.dumps(answer, indent=2))
+    return 0 if succeeded(answer) else 1
+
+
+def _member_vote(args: argparse.Namespace) -> int:
+    from node.tools.members import succeeded, vote
+
+    answer = vote(args)
+    print(json.dumps(answer, indent=2))
+    return 0 if succeeded(answer) else 1
+
+
+def _member_list(args: argparse.Namespace) -> int:
+    from node.tools.members import list_members
+
+    print(json.dumps(list_members(args.rpc), indent=2))
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ledger.app import Genesis, check_genesis
 from ledger.errors import ConfigError
+from node.keys import public_key_from_user
 
 GENESIS_DOMAIN = b"medledger/genesis/v1\x00"
 
@@ -52,7 +53,9 @@ def genesis_from_members_file(path: Path, *, genesis_time_ms: int | None = None)
         org_id = "org-hospital-a"
         kind = "provider"                     # provider, insurer, custodian
         admin_key = "0x..."                   # the org's admin Ed25519 public key
+                                              # (`medledger keygen`), 0x optional
         node_key = "0x..."                    # optional: its node's public key
+                                              # (`medledger init`)
         validator = true
     """
     try:
@@ -69,7 +72,30 @@ def genesis_from_members_file(path: Path, *, genesis_time_ms: int | None = None)
             f"members file {path}: no genesis_time_ms: set it there or pass "
             f"--genesis-time-ms (now is {int(time.time() * 1000)}); every member must make "
             "the same genesis from the same inputs")
-    document["members"] = members
+    document["members"] = [_member_keys_checked(path, index, member)
+                           for index, member in enumerate(members, start=1)]
     genesis = Genesis.from_json(document)
     check_genesis(genesis)
     return genesis
+
+
+MEMBER_KEY_FIELDS = ("admin_key", "node_key")
+
+
+def _member_keys_checked(path: Path, index: int, member: Any) -> Any:
+    """The member with its keys as the genesis JSON form writes them (0x-hex): a key may
+    be written with or without 0x; a malformed one is an error that names the member."""
+    if not isinstance(member, dict):
+        return member  # Genesis.from_json says what is wrong
+    name = member.get("org_id")
+    who = f"member {name!r}" if isinstance(name, str) else f"member #{index}"
+    checked = dict(member)
+    for field_name in MEMBER_KEY_FIELDS:
+        value = member.get(field_name)
+        if value is None:
+            continue
+        where = f"members file {path}: {who} {field_name}"
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a hex string, got {value!r}")
+        checked[field_name] = "0x" + public_key_from_user(value, where).hex()
+    return checked
