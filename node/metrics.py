@@ -34,6 +34,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -90,6 +91,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # The standard process_* metrics (CPU seconds, resident memory, open and maximum
+        # file descriptors, start time), read from /proc at each scrape.
+        ProcessCollector(registry=self.registry)
         self._define_gauges()
         self._define_counters()
         self._define_histograms()

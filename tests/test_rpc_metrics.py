@@ -88,3 +88,12 @@ def test_update_from_status_sets_every_status_gauge() -> None:
     assert found[("medledger_height", ())] == 1
     assert found[("medledger_applied_index", ())] == 2
     assert sum(found[("medledger_raft_role", (("role", role),))] for role in RAFT_ROLES) == 1
+
+
+def test_process_metrics_are_exported() -> None:
+    """CPU, memory and file descriptors of the node's process, for nodes that are not on
+    the load tester's host (it reads them from /metrics)."""
+    text = Metrics().render().decode()
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                 "process_open_fds", "process_max_fds", "process_start_time_seconds"):
+        assert f"\n{name} " in text, name

@@ -220,3 +220,40 @@ async def test_rpc_requests_are_counted_by_method_and_outcome() -> None:
         assert unknown in text
         assert "made_up_method_name" not in text
         assert 'medledger_stage_seconds_count{stage="rpc_decode"}' in text
+
+
+async def test_the_access_line_is_debug_and_the_log_level_changes_at_run_time() -> None:
+    """admin_setLogLevel (admin token) changes what the node logs now; /logspec reads it;
+    a logger bound before the change follows it too."""
+    from node.logs import configure_logging, current_level, get_logger
+
+    configure_logging(level="info", format="json")
+    bound_before = get_logger(component="test")
+    try:
+        async with running_server(admin_token="t0ken") as running, http_client(running) as client:
+            with structlog.testing.capture_logs() as logs:
+                await rpc(client, "chain_head")
+            assert [entry["log_level"] for entry in logs if entry["event"] == "rpc call"] == [
+                "debug"]
+            assert (await client.get("/logspec")).json() == {"level": "info"}
+            refused = await rpc(client, "admin_setLogLevel", {"level": "debug"})
+            assert refused["error"]["code"] == errors.UNAUTHORIZED and current_level() == "info"
+            bad = await rpc(client, "admin_setLogLevel", {"level": "loud"},
+                            headers={"authorization": "Bearer t0ken"})
+            assert bad["error"]["code"] == errors.INVALID_PARAMS and current_level() == "info"
+            answer = await rpc(client, "admin_setLogLevel", {"level": "warning"},
+                               headers={"authorization": "Bearer t0ken"})
+            assert answer["result"] == {"level": "warning", "previous": "info"}
+            assert (await client.get("/logspec")).json() == {"level": "warning"}
+        from node.logs import _below_level_dropped
+
+        with_level = {"event": "x"}
+        for method, dropped in (("info", True), ("debug", True), ("warning", False),
+                                ("error", False), ("exception", False)):
+            try:
+                _below_level_dropped(bound_before, method, dict(with_level))
+                assert not dropped, method
+            except structlog.DropEvent:
+                assert dropped, method
+    finally:
+        configure_logging(level="info", format="json")

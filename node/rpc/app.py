@@ -13,6 +13,7 @@ GET        /metrics     Prometheus text format
 GET        /healthz     liveness: 200 {"status": "ok", "details": ...}; 503 when stalled
 GET        /readyz      readiness: 200 {"ready": true} or 503 {"ready": false}
 GET        /version     {"version": ..., "python": ..., "libp2p": ...}
+GET        /logspec     {"level": "info"}: the log level in force (admin_setLogLevel sets it)
 =========  ===========  ==============================================================
 """
 
@@ -27,6 +28,7 @@ import structlog
 import trio
 
 from node.jsonview import to_json_value
+from node.logs import current_level
 from node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from node.rpc.context import (
     TRANSPORT_HTTP,
@@ -60,6 +62,7 @@ REQUEST_ID_BYTES = 8
 CLOSE_HANDSHAKE_TIMEOUT_SECONDS = 2.0
 # hypercorn refuses the upgrade with 403 when the application closes before accepting.
 WEBSOCKET_PATH = "/ws"
+PROBE_PATHS = ("/metrics", "/healthz", "/readyz", "/version", "/logspec")
 
 
 class ClientDisconnected(Exception):
@@ -129,9 +132,9 @@ class RpcApplication:
         try:
             if path == "/" and method == "POST":
                 await self._http_rpc(scope, receive, send, request_id)
-            elif method == "GET" and path in ("/metrics", "/healthz", "/readyz", "/version"):
+            elif method == "GET" and path in PROBE_PATHS:
                 await self._probe(path, send, request_id)
-            elif path in ("/", "/metrics", "/healthz", "/readyz", "/version"):
+            elif path == "/" or path in PROBE_PATHS:
                 allow = b"POST" if path == "/" else b"GET"
                 body = encode_json({"error": f"method {method} not allowed"}).encode()
                 await respond(send, 405, body, request_id=request_id,
@@ -193,6 +196,10 @@ class RpcApplication:
             return
         if path == "/version":
             await respond(send, 200, encode_json(build_info()).encode(), request_id=request_id)
+            return
+        if path == "/logspec":
+            await respond(send, 200, encode_json({"level": current_level()}).encode(),
+                          request_id=request_id)
             return
         status, view = self._healthz() if path == "/healthz" else self._readyz()
         await respond(send, status, encode_json(view).encode(), request_id=request_id)

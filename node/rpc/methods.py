@@ -19,6 +19,7 @@ from node.jsonview import (
     result_code_name,
     to_json_value,
 )
+from node.logs import LEVELS, set_level
 from node.rpc import openrpc
 from node.rpc.context import CallContext
 from node.rpc.errors import (
@@ -227,6 +228,14 @@ async def admin_peers(call: CallContext, params: dict[str, Any]) -> Any:
     return [to_json_value(peer) for peer in call.node.peers()]
 
 
+async def admin_set_log_level(call: CallContext, params: dict[str, Any]) -> Any:
+    level = params["level"]
+    previous = set_level(level)
+    call.server.log.warning("log level changed", level=level, previous=previous,
+                            request_id=call.connection.request_id)
+    return {"level": level, "previous": previous}
+
+
 async def admin_rpc_statistics(call: CallContext, params: dict[str, Any]) -> Any:
     statistics = to_json_value(call.server.statistics)
     statistics["methods"] = len(call.server.registry)
@@ -373,6 +382,13 @@ def _rpc_and_admin_methods() -> list[MethodSpec]:
         MethodSpec(
             "admin_peers", "Peers with addresses and raft stream state.",
             admin_peers, ResultSpec("peers", "PeerInfo objects", ARRAY_OF_OBJECTS),
+            errors=(Unauthorized,), admin=True,
+        ),
+        MethodSpec(
+            "admin_setLogLevel", "Change the node's log level now (until it restarts); "
+            "GET /logspec reads it.",
+            admin_set_log_level, ResultSpec("level", "{level, previous}", OBJECT),
+            params=(ParamSpec("level", Choice(tuple(LEVELS)), "debug, info, warning or error"),),
             errors=(Unauthorized,), admin=True,
         ),
         MethodSpec(
