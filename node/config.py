@@ -51,6 +51,10 @@ class RpcSection:
     port: int = 8545
     # Bearer token for admin_ methods; empty disables them.
     admin_token: str = ""
+    # HTTPS and WSS on the RPC port: a PEM certificate (chain) and its PEM private key,
+    # both or neither (neither: plain HTTP, for 127.0.0.1 or behind a TLS proxy).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,13 @@ class NodeConfig:
     @property
     def genesis_file(self) -> Path:
         return self.path(self.node.genesis_file)
+
+    @property
+    def rpc_tls_files(self) -> tuple[Path, Path] | None:
+        """(certificate, private key) of the RPC port's TLS, or None for plain HTTP."""
+        if not self.rpc.tls_cert_file:
+            return None
+        return self.path(self.rpc.tls_cert_file), self.path(self.rpc.tls_key_file)
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -257,6 +268,17 @@ def validate(config: NodeConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _validate_rpc_tls(config.rpc)
+
+
+def _validate_rpc_tls(rpc: RpcSection) -> None:
+    """Both TLS files or neither: one alone would silently serve plain HTTP."""
+    if bool(rpc.tls_cert_file) == bool(rpc.tls_key_file):
+        return
+    given, missing = (("tls_cert_file", "tls_key_file") if rpc.tls_cert_file
+                      else ("tls_key_file", "tls_cert_file"))
+    raise ConfigError(f"[rpc] {given} is set but {missing} is not: set both for HTTPS "
+                      "(a PEM certificate and its private key) or neither for plain HTTP")
 
 
 def render_config(config: NodeConfig) -> str:

@@ -6,6 +6,9 @@
     server.register_app_methods(specs)            # optional, before or after start
     port = await nursery.start(server.run)        # the bound port (useful with port 0)
 
+With ``tls_files=(certificate, private_key)`` (PEM files) the port serves HTTPS and WSS
+only; a certificate or key that cannot be loaded fails ``run`` with a ConfigError.
+
 Cancelling ``run`` shuts down gracefully: no new connections, WebSockets get a 1001
 close, in-flight requests have ``limits.shutdown_grace_seconds`` to finish.
 """
@@ -13,7 +16,9 @@ close, in-flight requests have ``limits.shutdown_grace_seconds`` to finish.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,7 +26,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from ledger.errors import LocalError
+from ledger.errors import ConfigError, LocalError
 from node.api import NodeAPI
 from node.metrics import Metrics
 from node.rpc.app import RpcApplication
@@ -52,6 +57,7 @@ class RpcServer:
         port: int = DEFAULT_PORT,
         admin_token: str | None = None,
         limits: RpcLimits | None = None,
+        tls_files: tuple[Path, Path] | None = None,
         log: Any = None,
     ) -> None:
         assert 0 <= port <= 65535, f"port {port} out of range"
@@ -60,6 +66,7 @@ class RpcServer:
         )
         self.host = host
         self.requested_port = port
+        self.tls_files = tls_files  # (certificate, private key), PEM; None: plain HTTP
         self.port: int | None = None  # the bound port, once running
         limits = limits if limits is not None else RpcLimits()
         self.context = ServerContext(
@@ -98,7 +105,24 @@ class RpcServer:
         config.read_timeout = limits.read_timeout_seconds
         config.websocket_ping_interval = limits.websocket_ping_interval_seconds
         config.include_server_header = False
+        if self.tls_files is not None:
+            certificate, private_key = self.tls_files
+            config.certfile, config.keyfile = str(certificate), str(private_key)
         return config
+
+    def _check_tls(self, config: Config) -> None:
+        """Load the certificate and key once before binding: a bad file is a config error
+        that names the setting, not an OSError mistaken for a port that cannot be bound."""
+        if self.tls_files is None:
+            return
+        try:
+            config.create_ssl_context()
+        except (OSError, ssl.SSLError) as error:
+            certificate, private_key = self.tls_files
+            raise ConfigError(
+                f"[rpc] tls_cert_file {certificate} and tls_key_file {private_key}: cannot "
+                f"load a PEM certificate and its private key ({error})"
+            ) from None
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started(port)`` once listening. A port that
@@ -114,13 +138,15 @@ class RpcServer:
 
     async def _run(self, task_status: Any) -> None:
         config = self._hypercorn_config()
+        self._check_tls(config)
         # hypercorn runs shielded so that cancelling us becomes a graceful shutdown (its
         # shutdown trigger) bounded by a deadline, instead of an abrupt cancellation.
         serve_scope = trio.CancelScope(shield=True)
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(self._serve, config, serve_scope)
             self.port = int(binds[0].rsplit(":", 1)[1])
-            self.context.log.info("rpc server listening", host=self.host, port=self.port)
+            self.context.log.info("rpc server listening", host=self.host, port=self.port,
+                                  tls=self.tls_files is not None)
             task_status.started(self.port)
             try:
                 await trio.sleep_forever()
