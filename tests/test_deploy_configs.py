@@ -175,7 +175,7 @@ def problems_of(expression_text: str, exported: set[str], jobs: set[str]) -> lis
         if name is None:
             problems.append("a selector without a metric name")
             continue
-        if name.startswith("medledger_"):
+        if name.startswith(("medledger_", "process_")):
             if name not in exported:
                 problems.append(f"{name} is not on the node's /metrics")
         elif name not in EXTERNAL_METRICS:
@@ -207,7 +207,8 @@ def test_the_query_checker_catches_what_it_should() -> None:
     assert problems_of('up{job="nodes"} == 0', exported, jobs)
     assert problems_of("node_filesystem_avail_bytes < 1", exported, jobs)  # no node job
     assert problems_of("sum by (instnace) (medledger_height)", exported, jobs)
-    assert problems_of("process_open_fds > 1", exported, jobs)
+    assert problems_of("process_open_fds > 1", exported, jobs)  # not served here
+    assert problems_of("go_goroutines > 1", exported, jobs)
 
 
 def prometheus_config() -> dict[str, Any]:
