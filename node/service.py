@@ -209,6 +209,7 @@ class Node:
             server = RpcServer(self, metrics=self.metrics, host=self.config.rpc.host,
                                port=self.config.rpc.port,
                                admin_token=self.config.rpc.admin_token or None,
+                               tls_files=self.config.rpc_tls_files,
                                log=self.log.bind(component="rpc"))
             server.register_app_methods(app_method_specs())
             self.rpc_port = await nursery.start(server.run)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
 import re
 import shutil
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -534,3 +536,45 @@ async def test_an_unloadable_certificate_is_a_config_error_naming_the_setting(
         with pytest.raises(ConfigError, match="No such file"):
             await RpcServer(FakeNode(), host="127.0.0.1", port=0,
                             tls_files=(tmp_path / "missing.crt", key)).run()
+
+
+@pytest.mark.slow
+def test_a_real_node_serves_its_rpc_over_tls_when_configured(tmp_path: Path) -> None:
+    """`medledger start` with the two TLS settings (here from the environment) serves
+    HTTPS; plain HTTP on that port gets no answer."""
+    certificate, key = write_self_signed(tmp_path)
+    (node,) = create_devnet(tmp_path, validators=1, observers=0, rpc_port=0,
+                            chain_id="medledger-tls-test")
+    log_path = tmp_path / node.name / "node.log"
+    environment = {**os.environ, "MEDLEDGER_RPC_TLS_CERT_FILE": str(certificate),
+                   "MEDLEDGER_RPC_TLS_KEY_FILE": str(key)}
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "start", "-c",
+             str(tmp_path / node.name / "node.toml")],
+            stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT, env=environment,
+            preexec_fn=die_with_parent,
+        )
+    https = node.rpc_url.replace("http://", "https://")
+    trusted = ssl.create_default_context(cafile=str(certificate))
+    try:
+        deadline = time.monotonic() + NODE_READY_TIMEOUT_SECONDS
+        ready = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                ready = httpx.get(f"{https}readyz", verify=trusted,
+                                  timeout=HTTP_TIMEOUT_SECONDS)
+                if ready.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        assert ready is not None and ready.status_code == 200, (
+            log_path.read_text(errors="replace")[-3000:])
+        answer = httpx.post(https, json={"jsonrpc": "2.0", "id": 1, "method": "node_status"},
+                            verify=trusted, timeout=HTTP_TIMEOUT_SECONDS).json()
+        assert answer["result"]["role"] == "leader"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{node.rpc_url}readyz", timeout=HTTP_TIMEOUT_SECONDS)
+    finally:
+        stop_processes([process])
