@@ -113,3 +113,30 @@ def test_a_held_tx_that_expires_while_its_forward_is_checked_is_admitted_again()
     assert [tx.nonce for tx in mempool.forwardable(clock.monotonic())] == [1, 2, 3, 4]
     chosen = mempool.select(txs_max=10, bytes_max=1_000_000, now=clock.monotonic())
     assert [tx.nonce for tx in chosen] == [1, 2, 3, 4]
+
+
+class LevelLog:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.lines.append(("info", event, fields))
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self.lines.append(("debug", event, fields))
+
+
+def test_an_unreachable_peer_costs_one_info_line_a_minute_not_one_per_dial() -> None:
+    from node.p2p.connectivity import DialLog
+
+    log = LevelLog()
+    dials = DialLog(log)
+    for _ in range(12):  # a minute of 5 s backoffs
+        dials.failed(OSError("refused"))
+    dials.connected()
+    assert [(level, event) for level, event, _ in log.lines if level == "info"] == [
+        ("info", "dial failed"), ("info", "peer connected")]
+    assert log.lines[-1][2] == {"after_failed_dials": 12}
+    assert sum(1 for level, _, _ in log.lines if level == "debug") == 11
+    dials.failed(OSError("refused"))  # a new outage is reported again at once
+    assert log.lines[-1][:2] == ("info", "dial failed")

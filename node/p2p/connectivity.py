@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import random
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,8 @@ from node.p2p.limits import Timings
 from node.p2p.raft_link import Backoff, RaftLink
 from node.p2p.streams import StreamOpener
 
+# While a kept peer stays unreachable, its failed dials are logged at INFO this often.
+DIAL_FAILURE_LOG_INTERVAL_S = 60.0
 # A connection that lived this long was healthy: the keeper's backoff starts afresh.
 STABLE_CONNECTION_S = 10.0
 # The libp2p ping protocol's payload.
@@ -37,6 +40,32 @@ NO_ADDRESS_RETRY_S = 5.0
 # reading can block for as long as the peer sleeps; past this the connection is dropped
 # from libp2p's registry unclosed and its socket goes with the garbage.
 CONNECTION_CLOSE_S_MAX = 1.0
+
+
+class DialLog:
+    """The log of one kept peer's dials: the first failure of an outage at INFO, then one
+    line per DIAL_FAILURE_LOG_INTERVAL_S with the count (a peer down for an hour was one
+    line per 5 s backoff), the rest at DEBUG; the connection that ends it says how many
+    dials failed."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self._failures = 0
+        self._logged_at = -math.inf
+
+    def failed(self, error: BaseException) -> None:
+        self._failures += 1
+        now = time.monotonic()
+        if now - self._logged_at >= DIAL_FAILURE_LOG_INTERVAL_S:
+            self._logged_at = now
+            self.log.info("dial failed", error=repr(error), failed_dials=self._failures)
+        else:
+            self.log.debug("dial failed", error=repr(error), failed_dials=self._failures)
+
+    def connected(self) -> None:
+        self.log.info("peer connected", after_failed_dials=self._failures)
+        self._failures = 0
+        self._logged_at = -math.inf
 
 
 class ConnectionKeeper:
@@ -137,6 +166,7 @@ class ConnectionKeeper:
         backoff = Backoff(initial_s=self._timings.redial_backoff_initial_s,
                           maximum_s=self._timings.redial_backoff_max_s, rng=self._rng)
         log = self.log.bind(peer=peer_id)
+        dials = DialLog(log)
         while True:
             if not self.admitted(peer_id):
                 await self._admission.wait()
@@ -149,9 +179,9 @@ class ConnectionKeeper:
                 await backoff.wait()
             elif self._dials_second(peer_id):
                 await trio.sleep(self._timings.acceptor_dial_delay_s)
-                if not self.is_connected(peer_id) and not await self._dial(peer_id, log):
+                if not self.is_connected(peer_id) and not await self._dial(peer_id, dials):
                     await backoff.wait()
-            elif not await self._dial(peer_id, log):
+            elif not await self._dial(peer_id, dials):
                 await backoff.wait()
 
     async def _watch_connection(self, peer_id: str) -> str:
@@ -229,10 +259,10 @@ class ConnectionKeeper:
         """Of two validators, the one that accepts the raft stream dials after a delay."""
         return self.is_validator and peer_id in self._validators and peer_id < self._peer_id
 
-    async def _dial(self, peer_id: str, log: Any) -> bool:
+    async def _dial(self, peer_id: str, dials: DialLog) -> bool:
         addresses = await resolve_host_names(self._dial_addresses(peer_id))
         if not addresses:
-            log.debug("no address to dial")
+            dials.log.debug("no address to dial")
             await trio.sleep(NO_ADDRESS_RETRY_S)
             return False
         peer = ID.from_base58(peer_id)
@@ -242,14 +272,14 @@ class ConnectionKeeper:
             with trio.fail_after(self._timings.dial_timeout_s):
                 await self._host.connect(PeerInfo(peer, addresses))
         except Exception as error:  # refused, unreachable, timed out, handshake failed
-            log.info("dial failed", error=repr(error))
+            dials.failed(error)
             return False
         # connect() returns at once, without a checkpoint, while a closing connection is
         # still registered: only a live connection counts as success.
         await trio.lowlevel.checkpoint()
         if not self.is_connected(peer_id):
             return False
-        log.info("peer connected")
+        dials.connected()
         return True
 
     def _dial_addresses(self, peer_id: str) -> list[Any]:
