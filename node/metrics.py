@@ -125,6 +125,13 @@ class Metrics:
             "rpc_websocket_connections", "Open JSON-RPC WebSocket connections."
         )
         self.rpc_subscriptions = gauge("rpc_subscriptions", "Active RPC subscriptions.")
+        self.data_dir_free_bytes = gauge(
+            "data_dir_free_bytes", "Free bytes on the data directory's file system (writes "
+            "stall below 32 MiB).")
+        self.behind = gauge("behind", "Raft entries committed but not applied (validators), "
+                            "or blocks below the highest head a peer answered (observers).")
+        self.stalled = gauge("stalled", "1 while no block was applied for [node] "
+                             "stall_timeout_s though the chain is ahead (/healthz 503).")
 
     def _define_counters(self) -> None:
         registry = self.registry
@@ -212,6 +219,13 @@ class Metrics:
             self.set_raft_role(status.role)
         self.set_commit_index(status.commit_index)
         self.set_applied_index(status.applied_index)
+        extra = status.extra
+        if "data_dir_free_bytes" in extra:
+            self.data_dir_free_bytes.set(extra["data_dir_free_bytes"])
+        if extra.get("behind") is not None:
+            self.behind.set(extra["behind"])
+        if "stalled" in extra:
+            self.stalled.set(1 if extra["stalled"] else 0)
 
     # ---- counters ------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from node.builder import Builder
 from node.chain import Chain
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
-from node.diskfull import DiskFullGuard
+from node.diskfull import DiskFullGuard, free_bytes
 from node.events import Applied, AppliedEvents
 from node.feeds import Feeds
 from node.follower import Follower
@@ -294,7 +294,8 @@ class Node:
         chain = self._chain()
         driver = self.driver
         role, term, leader, commit = "observer", 0, None, chain.applied_index()
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"data_dir_free_bytes": free_bytes(self.config.data_dir),
+                                 "behind": self.behind(), "stalled": self.stalled()}
         if driver is not None:
             raft_status = driver.raw_node.status()
             role = raft_status.soft_state.role.value

@@ -97,3 +97,19 @@ def test_process_metrics_are_exported() -> None:
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
                  "process_open_fds", "process_max_fds", "process_start_time_seconds"):
         assert f"\n{name} " in text, name
+
+
+def test_disk_lag_and_stall_gauges_come_from_the_status() -> None:
+    import dataclasses
+
+    node = FakeNode()
+    node.commit([])
+    metrics = Metrics()
+    status = dataclasses.replace(node.status(), extra={
+        "data_dir_free_bytes": 5 * 2**30, "behind": 7, "stalled": True})
+    metrics.update_from_status(status)
+    found = samples(metrics)
+    assert found[("medledger_data_dir_free_bytes", ())] == 5 * 2**30
+    assert found[("medledger_behind", ())] == 7 and found[("medledger_stalled", ())] == 1
+    metrics.update_from_status(dataclasses.replace(status, extra={"stalled": False}))
+    assert samples(metrics)[("medledger_stalled", ())] == 0
