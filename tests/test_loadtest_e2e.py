@@ -44,6 +44,13 @@ def test_fixed_rate_round_commits_everything_and_matches_the_chain(tmp_path: Pat
     assert check["status"] == "ok", check
     assert check["measured_txs_on_chain"] == summary["submitted"]
     assert report["resources"]["measured_window"][0]["cores_used"] is not None  # found by port
+    # The devnet holds an insurer's key: nothing is left out, and the mix is what ran.
+    assert report["mix"]["left_out"] == []
+    by_type = {row["tx_type"]: row["submitted"] for row in report["mix"]["by_type"]}
+    assert sum(by_type.values()) == summary["submitted"] and by_type["CLAIM_SUBMIT"] > 0
+    # The node's own /metrics: its CPU per committed tx and its memory.
+    node = report["nodes"]["by_node"][processes[0].node.rpc_url]
+    assert node["cpu_seconds_per_committed_tx"] > 0 and node["rss_bytes_max"] > 10 * 2**20
     assert (reports / "e2e.html").read_text().count("<svg") >= 3
 
 

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,8 +121,14 @@ class FakeNode:
             await connection.send_message(json.dumps(notification))
 
 
+# The types the fake pools say their txs are (the fake node does not read them).
+POOL_TX_TYPES = ("ANCHOR_RECORD", "ANCHOR_RECORD", "ACCESS_LOG")
+
+
 def pools(workers: int, size: int) -> list[Any]:
-    return [worker_pool([os.urandom(120) for _ in range(size)]) for _ in range(workers)]
+    return [worker_pool([os.urandom(120) for _ in range(size)],
+                        [POOL_TX_TYPES[index % len(POOL_TX_TYPES)] for index in range(size)])
+            for _ in range(workers)]
 
 
 async def run_round(node: FakeNode, plan_pools: list[Any], controller: Any,
@@ -208,3 +215,22 @@ async def test_a_closed_subscription_is_renewed_and_the_gap_recovered() -> None:
     assert counts.committed_without_latency > 0
     assert len(outcome.measured_commits) == counts.submitted - counts.committed_without_latency
     assert outcome.committed_ids == outcome.submitted_ids
+
+
+async def test_txs_are_counted_by_type_as_submitted_and_as_committed() -> None:
+    plan_pools = pools(1, 400)
+    access_logs = [tx_id for tx_id, tx_type in zip(plan_pools[0].ids, plan_pools[0].tx_types,
+                                                   strict=True) if tx_type == "ACCESS_LOG"]
+    node = FakeNode(refuse=set(access_logs[40:45]), invalid=set(access_logs[50:52]))
+    outcome = await run_round(node, plan_pools, FixedRate(200.0, 1000), warmup_seconds=0.0,
+                              duration_seconds=1.0)
+    measured = outcome.measured
+    submitted = measured.submitted
+    # The pool is submitted in order: its first `submitted` txs, by their types.
+    assert measured.submitted_by_type == Counter(plan_pools[0].tx_types[:submitted])
+    assert sum(measured.submitted_by_type.values()) == submitted
+    assert measured.committed_by_type["ANCHOR_RECORD"] == measured.submitted_by_type[
+        "ANCHOR_RECORD"]
+    assert measured.committed_by_type["ACCESS_LOG"] == measured.submitted_by_type[
+        "ACCESS_LOG"] - 7  # 5 refused, 2 committed invalid
+    assert sum(measured.committed_by_type.values()) == measured.committed

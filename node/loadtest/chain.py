@@ -6,6 +6,7 @@ saw committed are exactly the run's txs in the blocks.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,9 @@ from node.loadtest.runner import NOTIFICATION_METHOD, RoundOutcome
 # chain_getBlock calls per HTTP JSON-RPC batch (the node's BATCH_CALLS_MAX is 100).
 BLOCKS_PER_REQUEST = 100
 HTTP_TIMEOUT_SECONDS = 30.0
+# A /metrics scrape taken once a second during the round: a node that does not answer
+# within this is missing from that sample, not a stall of the next one.
+METRICS_TIMEOUT_SECONDS = 5.0
 # Preparation: txs per tx_submitBatch, and how long one stage may take to commit.
 PREPARATION_BATCH_TXS = 500
 PREPARATION_COMMIT_TIMEOUT_SECONDS = 120.0
@@ -71,17 +75,32 @@ async def discover_targets(urls: Sequence[str]) -> list[TargetInfo]:
     return infos
 
 
-async def scrape_metrics(urls: Iterable[str]) -> dict[str, str]:
-    """The /metrics text of each target ("" where it does not answer)."""
-    texts = {}
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
-        for url in urls:
+@dataclass(frozen=True, slots=True)
+class MetricsScrape:
+    text: str  # "" where the node did not answer with 200
+    received_at: float  # time.monotonic() when the answer (or the failure) came
+
+
+async def scrape_metrics(urls: Iterable[str], *,
+                         timeout_seconds: float = METRICS_TIMEOUT_SECONDS
+                         ) -> dict[str, MetricsScrape]:
+    """The /metrics of every target, fetched concurrently, each with its time."""
+    urls = list(urls)
+    scrapes: dict[str, MetricsScrape] = {}
+    async with httpx.AsyncClient(timeout=timeout_seconds) as client:
+
+        async def scrape(url: str) -> None:
             try:
                 response = await client.get(metrics_url(url))
-                texts[url] = response.text if response.status_code == 200 else ""
+                text = response.text if response.status_code == 200 else ""
             except httpx.HTTPError:
-                texts[url] = ""
-    return texts
+                text = ""
+            scrapes[url] = MetricsScrape(text, time.monotonic())
+
+        async with trio.open_nursery() as nursery:
+            for url in urls:
+                nursery.start_soon(scrape, url)
+    return {url: scrapes[url] for url in urls}
 
 
 async def head_height(url: str) -> int:

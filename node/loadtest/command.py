@@ -11,12 +11,17 @@ coverage; not measured); sign every tx of the round (a process pool; not measure
 the warm-up and the measured round; drain; check the chain; write
 ``<report-dir>/<name>.json`` and ``.html``. The exit status is 0 when the round ran and
 the chain agrees with what the load tester saw committed, 1 otherwise, 2 on a bad
-configuration.
+configuration (a missing or unreadable key file among them).
 
 Modules of node/loadtest/: config (options), rate (controllers), workload and prepare
 (the txs), client (WebSocket JSON-RPC), runner (the round), chain (targets, preparation
 port, chain check), system (CPU, memory, /metrics), stats (percentiles, series), report
 (JSON, HTML), render (the report's screenshot), progress (the terminal).
+
+The report says what ran: the tx types submitted and committed, and the configured types
+left out with the reason (CLAIM_SUBMIT without an insurer's key, say); and what the nodes
+spent: CPU seconds per committed tx, resident memory and open files of every target from
+its own /metrics (any host), besides /proc figures of local processes.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import trio
 
 from ledger.errors import ConfigError, MedledgerError
 from node.loadtest.chain import (
+    MetricsScrape,
     TargetInfo,
     check_against_chain,
     discover_targets,
@@ -54,15 +60,19 @@ from node.loadtest.stats import (
     summarize,
 )
 from node.loadtest.system import (
+    NodeMetricsSampler,
     ProcessSampler,
+    ProcessSeries,
     load_average,
     local_port,
     pid_listening_on,
     stage_difference,
     stage_totals,
 )
-from node.loadtest.workload import generate_pool, summary_of
+from node.loadtest.workload import generate_pool, lane_tx_types, summary_of
 
+# How often processes (/proc) and nodes (/metrics) are sampled during the round: a
+# /metrics scrape costs a node a few milliseconds of CPU.
 SAMPLE_INTERVAL_SECONDS = 1.0
 
 
@@ -83,6 +93,7 @@ class Observation:
     """What runs beside the round: process samples and metrics scrapes."""
 
     sampler: ProcessSampler
+    nodes: NodeMetricsSampler = field(default_factory=NodeMetricsSampler)
     load_average_before: list[float] = field(default_factory=load_average)
     metrics_before: dict[str, str] = field(default_factory=dict)
     metrics_after: dict[str, str] = field(default_factory=dict)
@@ -101,7 +112,7 @@ def main(argv: Sequence[str]) -> int:
         if cause is None:
             raise
         print(f"medledger loadtest: {cause}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(cause, ConfigError) else 1
     print(f"reports: {result.json_path} {result.html_path}")
     return 0 if result.ok else 1
 
@@ -122,7 +133,8 @@ def run(config: LoadtestConfig, *, stream: TextIO,
     started = time.monotonic()
     counts = [_lane_txs(config, len(prepared.specs))] * len(prepared.specs)
     raws = generate_pool(prepared.specs, counts, processes=config.generator_processes)
-    pools = tuple(worker_pool(lane) for lane in raws)
+    pools = tuple(worker_pool(lane, lane_tx_types(spec, len(lane)))
+                  for spec, lane in zip(prepared.specs, raws, strict=True))
     signing_seconds = time.monotonic() - started
     say.line(f"signed {sum(counts)} txs in {signing_seconds:.1f} s "
              f"({sum(counts) / max(signing_seconds, 1e-9):,.0f} tx/s)")
@@ -213,7 +225,7 @@ def _processes(config: LoadtestConfig, targets: Sequence[TargetInfo],
         port = local_port(target.url)
         pid = None if port is None else pid_listening_on(port)
         if pid is not None and pid not in known:
-            named.append((f"node {target.url}", pid))
+            named.append((f"node {target.url} with its child processes", pid))
             known.add(pid)
     named += [(f"pid {pid}", pid) for pid in config.pids if pid not in known]
     named.append(("loadtest", os.getpid()))
@@ -228,10 +240,12 @@ async def _measure(config: LoadtestConfig, plan: RoundPlan, processes: Sequence[
     async with trio.open_nursery() as nursery:
         await nursery.start(round_.run)
         nursery.start_soon(_sample, round_, observation)
+        nursery.start_soon(_sample_nodes, round_, observation, config.urls)
         nursery.start_soon(say.follow, round_, config)
-        observation.metrics_before = await _scrape_at(round_, config)
+        await trio.sleep(max(0.0, round_.warmup_end - time.monotonic()))
+        observation.metrics_before = await _scrape_nodes(round_, observation, config.urls)
         await round_.finished.wait()
-        observation.metrics_after = await scrape_metrics(config.urls)
+        observation.metrics_after = await _scrape_nodes(round_, observation, config.urls)
         nursery.cancel_scope.cancel()
     outcome = round_.outcome()
     say.line("checking the chain ...")
@@ -250,14 +264,24 @@ async def _check_chain(urls: Sequence[str], first_height: int,
     return {"status": "unavailable", "errors": errors}
 
 
-async def _scrape_at(round_: Round, config: LoadtestConfig) -> dict[str, str]:
-    await trio.sleep(max(0.0, round_.warmup_end - time.monotonic()))
-    return await scrape_metrics(config.urls)
+async def _scrape_nodes(round_: Round, observation: Observation,
+                        urls: Sequence[str]) -> dict[str, str]:
+    """Every target's /metrics, its process figures kept as a sample; the texts."""
+    scrapes: dict[str, MetricsScrape] = await scrape_metrics(urls)
+    for url, scrape in scrapes.items():
+        observation.nodes.add(url, scrape.received_at - round_.tracker.start, scrape.text)
+    return {url: scrape.text for url, scrape in scrapes.items()}
 
 
 async def _sample(round_: Round, observation: Observation) -> None:
     while True:
         observation.sampler.sample(time.monotonic() - round_.tracker.start)
+        await trio.sleep(SAMPLE_INTERVAL_SECONDS)
+
+
+async def _sample_nodes(round_: Round, observation: Observation, urls: Sequence[str]) -> None:
+    while True:
+        await _scrape_nodes(round_, observation, urls)
         await trio.sleep(SAMPLE_INTERVAL_SECONDS)
 
 
@@ -287,10 +311,69 @@ def _resources(observation: Observation, outcome: RoundOutcome) -> dict[str, Any
         "load_average_after": load_average(),
         "host_busy_cores": sampler.host.window(start, end)["cores_used"],
         "measured_window": [series.window(start, end) for series in sampler.series],
-        "series": [{"name": series.name, "pid": series.pid, "seconds": series.seconds,
-                    "cores": series.cores_series(), "rss_bytes": series.rss_bytes}
-                   for series in [*sampler.series, sampler.host]],
+        "series": [_series_json(series) for series in [*sampler.series, sampler.host]],
     }
+
+
+def _series_json(series: ProcessSeries) -> dict[str, Any]:
+    return {"name": series.name, "pid": series.pid, "seconds": series.seconds,
+            "cores": series.cores_series(), "rss_bytes": series.rss_bytes,
+            "open_fds": series.open_fds}
+
+
+def _nodes(observation: Observation, outcome: RoundOutcome) -> dict[str, Any]:
+    """Each target's CPU, memory and open files from its /metrics, over the measured round
+    and the drain (the commits of the measured txs end there)."""
+    start, end = outcome.measured_start_seconds, outcome.done_seconds
+    committed = outcome.measured.committed
+    return {
+        "source": "the node's /metrics process_* metrics: the node process, not its "
+                  "validation worker processes",
+        "window_seconds": [start, end],
+        "committed_txs": committed,
+        "by_node": observation.nodes.figures(start, end, committed),
+        "series": [_series_json(series) for series in observation.nodes.series.values()],
+    }
+
+
+def _mix(prepared: Prepared, outcome: RoundOutcome) -> dict[str, Any]:
+    """What the mix asked for and what ran: per type its configured weight, the measured
+    txs submitted and committed valid, and the configured types lanes left out."""
+    configured = dict(prepared.configured_weights)
+    weight_total = sum(configured.values())
+    measured = outcome.measured
+    submitted_total = sum(measured.submitted_by_type.values())
+    kinds = list(configured) + sorted(set(measured.submitted_by_type) - set(configured))
+    return {
+        "by_type": [
+            {"tx_type": kind, "weight": configured.get(kind, 0),
+             "configured_share": configured.get(kind, 0) / weight_total if weight_total else None,
+             "submitted": measured.submitted_by_type[kind],
+             "submitted_share": (measured.submitted_by_type[kind] / submitted_total
+                                 if submitted_total else None),
+             "committed": measured.committed_by_type[kind]}
+            for kind in kinds
+        ],
+        "warmup_submitted": dict(outcome.warmup.submitted_by_type),
+        "left_out": [{"tx_type": item.tx_type, "weight": item.weight, "lanes": list(item.lanes),
+                      "all_lanes": len(item.lanes) == len(prepared.specs),
+                      "reason": item.reason}
+                     for item in prepared.left_out],
+    }
+
+
+def _mix_words(config: LoadtestConfig, prepared: Prepared) -> str:
+    """The mix in a few words: "healthcare mix without CLAIM_SUBMIT"."""
+    lanes = len(prepared.specs)
+    gone = sorted({item.tx_type for item in prepared.left_out if len(item.lanes) == lanes})
+    partly = {item.tx_type: len(item.lanes) for item in prepared.left_out
+              if len(item.lanes) < lanes}
+    words = f"{config.mix} mix"
+    if gone:
+        words += f" without {', '.join(gone)}"
+    for kind, missing in sorted(partly.items()):
+        words += f", {kind} in {lanes - missing} of {lanes} lanes"
+    return words
 
 
 def build_report(config: LoadtestConfig, run_tag: str, targets: Sequence[TargetInfo],
@@ -301,8 +384,9 @@ def build_report(config: LoadtestConfig, run_tag: str, targets: Sequence[TargetI
     latencies = [commit.latency_seconds for commit in records.commits]
     warmup = outcome.warmup
     return {
-        "description": (f"{config.controller} rate, {config.workers} workers, {config.mix} "
-                        f"mix, against {len(targets)} node(s); run {run_tag}"),
+        "description": (f"{config.controller} rate, {config.workers} workers, "
+                        f"{_mix_words(config, prepared)}, against {len(targets)} node(s); "
+                        f"run {run_tag}"),
         "run_tag": run_tag,
         "chain_id": targets[0].chain_id,
         "targets": [{"url": target.url, "role": target.role} for target in targets],
@@ -312,7 +396,9 @@ def build_report(config: LoadtestConfig, run_tag: str, targets: Sequence[TargetI
                    "failed": warmup.failed, "timed_out": warmup.timed_out},
         "series": per_second_series(records),
         "latency_histogram": latency_histogram(latencies),
+        "mix": _mix(prepared, outcome),
         "resources": _resources(observation, outcome),
+        "nodes": _nodes(observation, outcome),
         "node_stages": {
             url: stage_difference(stage_totals(observation.metrics_before.get(url, "")),
                                   stage_totals(text))

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ledger.crypto import SigningKey
 from ledger.errors import ConfigError
+from node.keys import read_key_file
 from node.loadtest.rate import (
     CONTROLLER_FIXED,
     CONTROLLER_RAMP,
@@ -51,6 +53,20 @@ BATCH_TXS_LIMIT = 1_000
 IN_FLIGHT_TXS_LIMIT = 100_000
 WORKERS_MAX = 60  # one member key each; a consortium has at most 64 members
 
+# Where the member admin keys come from, as an operator writes them: the names errors and
+# `--help` give for the setting.
+KEY_FILES_SETTING = "[workload] key_files"
+KEY_FILE_OPTION = "--key-file"
+KEY_FILES_HELP = f"""\
+member keys: on a devnet the load tester knows every member's admin key. In a real
+consortium give the admin key file of each member it may sign for (a 32-byte seed as hex
+on one line, as `medledger keygen` writes it): {KEY_FILE_OPTION} ORG=PATH (repeatable), or
+in the config file {KEY_FILES_SETTING} = {{ ORG = "PATH", ... }}; the option wins for its
+org. Each worker signs with its own member's key, so give at least as many provider or
+custodian keys as workers; CLAIM_SUBMIT also needs an insurer's key (it signs the
+patients' coverage) and is sent by provider lanes only: otherwise it is left out of the
+mix and the report says so. With key files the load tester never votes members in."""
+
 
 @dataclass(frozen=True, slots=True)
 class LoadtestConfig:
@@ -77,7 +93,8 @@ class LoadtestConfig:
     mix: str = MIX_HEALTHCARE
     weights: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     generator_processes: int = 2  # 0 or 1: sign in this process
-    key_files: dict[str, str] = field(default_factory=dict)  # org id -> admin seed file
+    # org id -> admin seed file ([workload] key_files, --key-file ORG=PATH)
+    key_files: dict[str, str] = field(default_factory=dict)
     run_tag: str = ""  # empty: random (ids of this run must be new on the chain)
     # [report]
     report_directory: str = "reports"
@@ -202,11 +219,35 @@ def validate(config: LoadtestConfig) -> None:
             raise ConfigError(f"loadtest config: {wanted} is required")
 
 
+def key_file_setting(org_id: str) -> str:
+    """How an operator names ``org_id``'s key file: the TOML key and the option."""
+    return f"{KEY_FILES_SETTING}.{org_id} / {KEY_FILE_OPTION} {org_id}=PATH"
+
+
+def read_member_key(org_id: str, path: str) -> SigningKey:
+    """The admin key in ``org_id``'s key file; a missing, unreadable or malformed file is
+    a one-line ConfigError naming the setting and the file."""
+    return read_key_file(Path(path), role=f"member key file ({key_file_setting(org_id)})",
+                         hint="write one with `medledger keygen`, or fix the path")
+
+
+def _key_files_option(values: Sequence[str]) -> dict[str, str]:
+    """``--key-file ORG=PATH`` options as {org: path}."""
+    key_files: dict[str, str] = {}
+    for value in values:
+        org_id, separator, path = value.partition("=")
+        if not separator or not org_id.strip() or not path.strip():
+            raise ConfigError(f"{KEY_FILE_OPTION} expects ORG=PATH, got {value!r}")
+        key_files[org_id.strip()] = path.strip()
+    return key_files
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medledger loadtest",
         description="Drive nodes' JSON-RPC with valid healthcare txs; measure submit-to-"
         "commit latency from txResults notifications; write JSON and HTML reports.",
+        epilog=KEY_FILES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
     add("-c", "--config", help="TOML file (configs/loadtest.toml); options override it")
@@ -230,6 +271,8 @@ def parser() -> argparse.ArgumentParser:
         help="maximum rate: pre-generate this many txs per second of the round")
     add("--mix", choices=MIXES, help="healthcare (default) or register-party")
     add("--generator-processes", type=int, help="processes that sign the tx pool")
+    add(KEY_FILE_OPTION, dest="key_file_options", action="append", metavar="ORG=PATH",
+        help=f"admin key file of member ORG (repeat per member; adds to {KEY_FILES_SETTING})")
     add("--run-tag", help="unique id of this run (default: random)")
     add("--report-dir", dest="report_directory", help="where the reports go (reports/)")
     add("--report-name", help="file name stem of the reports")
@@ -248,8 +291,13 @@ def load(argv: Sequence[str]) -> LoadtestConfig:
     if arguments.config:
         values.update(values_from_toml(Path(arguments.config)))
     for name, value in vars(arguments).items():
-        if name != "config" and value is not None:
+        if name not in ("config", "key_file_options") and value is not None:
             values[name] = tuple(value) if isinstance(value, list) else value
+    if arguments.key_file_options:
+        values["key_files"] = {**values.get("key_files", {}),
+                               **_key_files_option(arguments.key_file_options)}
     config = LoadtestConfig(**values)
     validate(config)
+    for org_id, path in config.key_files.items():  # fail now, not after target discovery
+        read_member_key(org_id, path)
     return config

@@ -88,3 +88,16 @@ class Progress:
             f"rejected {summary['rejected']}, failed {summary['failed']}, timed out "
             f"{summary['timed_out']}; chain check {report['chain_check']['status']}"
         )
+        mix = report.get("mix", {})
+        ran = ", ".join(f"{row['tx_type']} {row['submitted']:,}"
+                        for row in mix.get("by_type", []) if row["submitted"])
+        self.line(f"submitted by type: {ran or 'none'}")
+        for item in mix.get("left_out", []):
+            lanes = "all lanes" if item["all_lanes"] else f"lanes {item['lanes']}"
+            self.line(f"left out: {item['tx_type']} ({lanes}): {item['reason']}")
+        for url, figures in report.get("nodes", {}).get("by_node", {}).items():
+            per_tx, rss = figures["cpu_seconds_per_committed_tx"], figures["rss_bytes_max"]
+            self.line(
+                f"node {url} (/metrics): "
+                f"{'-' if per_tx is None else f'{per_tx * 1000:,.3f} ms'} CPU per committed "
+                f"tx, RSS max {'-' if rss is None else f'{rss / 2**20:,.0f} MiB'}")

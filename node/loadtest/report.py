@@ -2,7 +2,9 @@
 
 The HTML has no script and loads nothing: its charts are SVG drawn here (throughput over
 time, the latency histogram, latency percentiles over time, node CPU over time), so it
-opens anywhere, offline, and renders the same in a headless browser.
+opens anywhere, offline, and renders the same in a headless browser. Its tables give the
+tx mix that ran (and the configured types left out, with the reason), each node's CPU,
+memory and open files from its /metrics, and local processes from /proc.
 """
 
 from __future__ import annotations
@@ -200,8 +202,10 @@ def _charts(report: dict[str, Any]) -> list[tuple[str, str]]:
     charts.append(("Latency percentiles over time", line_chart(
         percentile_lines, title="latency percentiles",
         x_label="seconds into the measured round (by commit time)", y_label="latency, ms")))
+    processes = [*report.get("resources", {}).get("series", []),
+                 *report.get("nodes", {}).get("series", [])]
     cpu_lines = [(process["name"], _pairs(process["seconds"], process["cores"]))
-                 for process in report.get("resources", {}).get("series", [])]
+                 for process in processes]
     if cpu_lines:
         charts.append(("CPU of each process over time", line_chart(
             cpu_lines, title="cpu", x_label="seconds since the warm-up started",
@@ -255,7 +259,42 @@ def _resource_rows(report: dict[str, Any]) -> list[list[str]]:
     for process in report.get("resources", {}).get("measured_window", []):
         rss = process.get("rss_bytes_max")
         rows.append([process["name"], str(process["pid"]), _format(process.get("cores_used"), 2),
-                     NOTHING if rss is None else f"{rss / 2**20:,.0f} MiB"])
+                     _mebibytes(rss)])
+    return rows
+
+
+def _mebibytes(value: float | None) -> str:
+    return NOTHING if value is None else f"{value / 2**20:,.0f} MiB"
+
+
+def _share(value: float | None) -> str:
+    return NOTHING if value is None else f"{value:.1%}"
+
+
+def _mix_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [[row["tx_type"], str(row["weight"]), _share(row["configured_share"]),
+             str(row["submitted"]), _share(row["submitted_share"]), str(row["committed"])]
+            for row in report.get("mix", {}).get("by_type", [])]
+
+
+def _left_out_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [[item["tx_type"], str(item["weight"]),
+             "all" if item["all_lanes"] else ", ".join(str(lane) for lane in item["lanes"]),
+             item["reason"]]
+            for item in report.get("mix", {}).get("left_out", [])]
+
+
+def _node_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for url, figures in report.get("nodes", {}).get("by_node", {}).items():
+        per_tx = figures.get("cpu_seconds_per_committed_tx")
+        rows.append([url, _format(figures.get("cpu_seconds"), 2),
+                     _format(figures.get("cores_used"), 2),
+                     NOTHING if per_tx is None else f"{per_tx * 1000:,.3f} ms",
+                     _mebibytes(figures.get("rss_bytes_first")),
+                     _mebibytes(figures.get("rss_bytes_last")),
+                     _mebibytes(figures.get("rss_bytes_max")),
+                     _format(figures.get("open_fds_max"), 0)])
     return rows
 
 
@@ -279,6 +318,21 @@ th { background: #f0f0f0; } .empty { color: #888; } pre { font-size: 12px; }
 """
 
 
+def _mix_sections(report: dict[str, Any]) -> list[str]:
+    """The tx types that ran (measured round), and the configured ones left out, why."""
+    rows = _mix_rows(report)
+    if not rows:
+        return []
+    sections = ["<h2>Transaction mix (measured round)</h2>",
+                _table(rows, ("type", "weight", "configured share", "submitted",
+                              "submitted share", "committed valid"))]
+    left_out = _left_out_rows(report)
+    if left_out:
+        sections += ["<p>Configured types left out:</p>",
+                     _table(left_out, ("type", "weight", "lanes", "reason"))]
+    return sections
+
+
 def render_html(report: dict[str, Any]) -> str:
     title = f"medledger load test {report.get('name', '')}"
     sections = [f"<h1>{html.escape(title)}</h1>",
@@ -287,9 +341,20 @@ def render_html(report: dict[str, Any]) -> str:
                 _table(_summary_rows(report), ("measure", "value"))]
     for heading, chart in _charts(report):
         sections += [f"<h2>{html.escape(heading)}</h2>", chart]
+    sections += _mix_sections(report)
+    nodes = _node_rows(report)
+    if nodes:
+        window = report["nodes"].get("window_seconds") or [None, None]
+        sections += [
+            "<h2>Nodes (from their /metrics)</h2>",
+            f"<p>{html.escape(report['nodes'].get('source', ''))}; from "
+            f"{_format(window[0])} s to {_format(window[1])} s (the measured round and the "
+            f"drain), {report['nodes'].get('committed_txs', 0)} committed txs.</p>",
+            _table(nodes, ("node", "CPU seconds", "cores used", "CPU per committed tx",
+                           "RSS first", "RSS last", "RSS max", "open fds max"))]
     resources = _resource_rows(report)
     if resources:
-        sections += ["<h2>Resources during the measured round</h2>",
+        sections += ["<h2>Local processes during the measured round (/proc)</h2>",
                      _table(resources, ("process", "pid", "cores used", "RSS max"))]
     stages = _stage_rows(report)
     if stages:

@@ -44,6 +44,8 @@ NOTIFICATION_METHOD = "chain_subscription"
 ERROR_SAMPLES_MAX = 20
 # tx_status calls per JSON-RPC batch message (the node's BATCH_CALLS_MAX is 100).
 STATUS_CALLS_PER_MESSAGE = 100
+# The type of a pool's txs when its builder did not say.
+UNTYPED = "untyped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +55,22 @@ class WorkerPool:
     ids: tuple[str, ...]  # "0x..." tx ids
     quoted_ids: tuple[str, ...]  # '"0x..."'
     quoted_raws: tuple[str, ...]  # '"0x..."'
+    tx_types: tuple[str, ...]  # each tx's type name (the report counts what ran)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-def worker_pool(raws: Sequence[bytes]) -> WorkerPool:
+def worker_pool(raws: Sequence[bytes], tx_types: Sequence[str] | None = None) -> WorkerPool:
+    """``tx_types``: each raw's type name; None: the caller does not count by type (every
+    tx is UNTYPED)."""
     import hashlib
 
+    types = tuple(tx_types) if tx_types is not None else (UNTYPED,) * len(raws)
+    assert len(raws) == len(types), "a type for every tx"
     ids = tuple("0x" + hashlib.sha256(raw).hexdigest() for raw in raws)
     return WorkerPool(ids, tuple(f'"{tx_id}"' for tx_id in ids),
-                      tuple(f'"0x{raw.hex()}"' for raw in raws))
+                      tuple(f'"0x{raw.hex()}"' for raw in raws), types)
 
 
 def watch_and_submit_text(filter_id: int, submit_id: int, subscription: str,
@@ -98,6 +105,7 @@ class Sent:
     submitted_at: float
     worker: int
     measured: bool
+    tx_type: str
 
 
 @dataclass(slots=True)
@@ -126,6 +134,9 @@ class PhaseCounts:
     timed_out: int = 0
     # Committed while our subscription was down: found by tx_status, latency unknown.
     committed_without_latency: int = 0
+    # By tx type: what was sent, and what committed valid.
+    submitted_by_type: Counter[str] = field(default_factory=Counter)
+    committed_by_type: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -206,6 +217,7 @@ class Tracker:
         counts = self.phase(sent.measured)
         if code_name == "OK":
             counts.committed += 1
+            counts.committed_by_type[sent.tx_type] += 1
         else:
             counts.invalid[code_name] += 1
         if sent.measured:
@@ -225,6 +237,7 @@ class Tracker:
         if status.get("code") == 0:
             counts.committed += 1
             counts.committed_without_latency += 1
+            counts.committed_by_type[sent.tx_type] += 1
         else:
             counts.invalid[str(status.get("code_name"))] += 1
 
@@ -240,12 +253,15 @@ class Tracker:
         if len(self.error_samples) < ERROR_SAMPLES_MAX:
             self.error_samples.append(text)
 
-    def sent(self, worker: WorkerState, ids: Sequence[str], measured: bool, at: float) -> None:
-        for tx_id in ids:
-            self.pending[tx_id] = Sent(at, worker.index, measured)
+    def sent(self, worker: WorkerState, ids: Sequence[str], tx_types: Sequence[str],
+             measured: bool, at: float) -> None:
+        counts = self.phase(measured)
+        for tx_id, tx_type in zip(ids, tx_types, strict=True):
+            self.pending[tx_id] = Sent(at, worker.index, measured, tx_type)
+            counts.submitted_by_type[tx_type] += 1
         self.submitted_ids.update(ids)
         worker.in_flight += len(ids)
-        self.phase(measured).submitted += len(ids)
+        counts.submitted += len(ids)
         if measured:
             self.measured_ids.update(ids)
             self.measured_submit_seconds.extend([at - self.measured_start] * len(ids))
@@ -416,7 +432,8 @@ class Round:
             worker.submitted_measured += count
         else:
             worker.submitted_warmup += count
-        self.tracker.sent(worker, ids, measured, self.clock())
+        self.tracker.sent(worker, ids, pool.tx_types[start:start + count], measured,
+                          self.clock())
         try:
             watched, submitted = await rpc.send([filter_id, submit_id], text,
                                                 timeout_seconds=self.plan.call_timeout_seconds)

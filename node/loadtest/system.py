@@ -1,24 +1,35 @@
-"""What the nodes cost while the round runs: CPU and memory of local node processes from
-/proc, and the nodes' own stage histograms from /metrics.
+"""What the nodes cost while the round runs: CPU, memory and open files of every target
+node from its /metrics, CPU and memory of local processes from /proc, and the nodes' own
+stage histograms from /metrics.
 
+- :class:`NodeMetricsSampler` keeps each node's standard ``process_*`` metrics
+  (``process_cpu_seconds_total``, ``process_resident_memory_bytes``,
+  ``process_open_fds``) from its /metrics scrapes: any host, nothing local needed. They
+  count the node process only, not its validation worker processes.
 - :func:`pid_listening_on` finds the process that listens on a local TCP port (the RPC
   port of a target URL), so local targets need no ``--pid``.
 - :class:`ProcessSampler` reads ``/proc/<pid>/stat`` (user + system CPU ticks, the
-  process and its descendants, e.g. validation worker processes) and
-  ``/proc/<pid>/status`` (VmRSS) once per interval.
-- :func:`stage_totals` parses the Prometheus text of ``/metrics`` into per-stage sums
-  and counts; the difference of two scrapes is what the round cost each stage.
+  process and its descendants, e.g. validation worker processes, which /metrics does not
+  count) and ``/proc/<pid>/status`` (VmRSS) once per interval; and the load tester's own
+  process and the host's busy CPU, which no /metrics has.
+- :func:`stage_totals` reads ``/metrics`` into per-stage sums and counts; the difference
+  of two scrapes is what the round cost each stage.
+
+/metrics text is parsed by prometheus_client's parser.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 PROC = Path("/proc")
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -28,8 +39,11 @@ TCP_LISTEN = "0A"
 SAMPLES_MAX = 86_400
 # Descendants counted with one process (validation pools have a few).
 DESCENDANTS_MAX = 1_000
-_METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([^\s]+)')
-_STAGE_LABEL = re.compile(r'stage="([^"]+)"')
+# The standard process metrics of prometheus_client's ProcessCollector, which the node
+# serves on /metrics.
+CPU_SECONDS_METRIC = "process_cpu_seconds_total"
+RESIDENT_MEMORY_METRIC = "process_resident_memory_bytes"
+OPEN_FDS_METRIC = "process_open_fds"
 
 
 def local_port(url: str) -> int | None:
@@ -126,26 +140,32 @@ def rss_bytes(pid: int) -> int | None:
 @dataclass(slots=True)
 class ProcessSeries:
     name: str
-    pid: int
+    pid: int | None  # None: a node seen through its /metrics
     seconds: list[float] = field(default_factory=list)  # since the round started
     cpu_seconds: list[float] = field(default_factory=list)  # cumulative, with descendants
     rss_bytes: list[int] = field(default_factory=list)  # with descendants
+    open_fds: list[int] = field(default_factory=list)  # /metrics only; empty from /proc
 
     def window(self, start_seconds: float, end_seconds: float) -> dict[str, Any]:
-        """Cores used (CPU seconds / wall seconds) and memory within a window."""
+        """Cores used (CPU seconds / wall seconds), memory and open files within a window,
+        from its first to its last sample."""
         points = [index for index, moment in enumerate(self.seconds)
                   if start_seconds <= moment <= end_seconds]
         if len(points) < 2:
             return {"name": self.name, "pid": self.pid, "cores_used": None,
-                    "cpu_seconds": None, "rss_bytes_max": None, "rss_bytes_mean": None}
+                    "cpu_seconds": None, "wall_seconds": None, "rss_bytes_max": None,
+                    "rss_bytes_mean": None, "rss_bytes_first": None, "rss_bytes_last": None,
+                    "open_fds_max": None}
         first, last = points[0], points[-1]
         cpu = self.cpu_seconds[last] - self.cpu_seconds[first]
         wall = self.seconds[last] - self.seconds[first]
         memory = [self.rss_bytes[index] for index in points]
+        files = [self.open_fds[index] for index in points] if self.open_fds else []
         return {
             "name": self.name, "pid": self.pid, "cores_used": cpu / wall if wall > 0 else None,
-            "cpu_seconds": cpu, "rss_bytes_max": max(memory),
-            "rss_bytes_mean": sum(memory) // len(memory),
+            "cpu_seconds": cpu, "wall_seconds": wall, "rss_bytes_max": max(memory),
+            "rss_bytes_mean": sum(memory) // len(memory), "rss_bytes_first": memory[0],
+            "rss_bytes_last": memory[-1], "open_fds_max": max(files) if files else None,
         }
 
     def cores_series(self) -> list[float | None]:
@@ -186,6 +206,7 @@ class ProcessSampler:
 
     def __init__(self, processes: Sequence[tuple[str, int]]) -> None:
         self.series = [ProcessSeries(name, pid) for name, pid in processes]
+        self.pids = [pid for _, pid in processes]
         self.host = ProcessSeries(HOST_SERIES_NAME, 0)
 
     def sample(self, seconds: float) -> None:
@@ -195,17 +216,17 @@ class ProcessSampler:
             self.host.cpu_seconds.append(busy)
             self.host.rss_bytes.append(0)
         tree = _process_tree()
-        sampled = {series.pid for series in self.series}
-        for series in self.series:
+        sampled = set(self.pids)
+        for series, root in zip(self.series, self.pids, strict=True):
             if len(series.seconds) >= SAMPLES_MAX:
                 continue
             cpu_total, rss_total, alive = 0.0, 0, False
-            for pid in _descendants(series.pid, tree, sampled - {series.pid}):
+            for pid in _descendants(root, tree, sampled - {root}):
                 cpu = cpu_seconds(pid)
                 rss = rss_bytes(pid)
                 if cpu is None or rss is None:
                     continue
-                alive = alive or pid == series.pid
+                alive = alive or pid == root
                 cpu_total += cpu
                 rss_total += rss
             if alive:
@@ -214,28 +235,89 @@ class ProcessSampler:
                 series.rss_bytes.append(rss_total)
 
 
+def metric_samples(metrics_text: str) -> list[Sample]:
+    """Every sample of a /metrics text; none when it is not Prometheus text (a proxy's
+    error page, a truncated answer)."""
+    try:
+        return [sample for family in text_string_to_metric_families(metrics_text)
+                for sample in family.samples]
+    except ValueError:
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessFigures:
+    """A node process's standard process metrics at one scrape."""
+
+    cpu_seconds: float
+    resident_memory_bytes: int
+    open_fds: int
+
+
+def process_figures(metrics_text: str) -> ProcessFigures | None:
+    """The node's process_* metrics, or None when the text lacks one of them."""
+    values = {sample.name: sample.value for sample in metric_samples(metrics_text)
+              if sample.name in (CPU_SECONDS_METRIC, RESIDENT_MEMORY_METRIC, OPEN_FDS_METRIC)}
+    if len(values) < 3:
+        return None
+    return ProcessFigures(values[CPU_SECONDS_METRIC], int(values[RESIDENT_MEMORY_METRIC]),
+                          int(values[OPEN_FDS_METRIC]))
+
+
+class NodeMetricsSampler:
+    """Each target node's process figures over time, from its /metrics scrapes; call
+    :meth:`add` with every scrape."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, ProcessSeries] = {}
+        self.scrapes_without_figures: dict[str, int] = {}  # url -> scrapes
+
+    def add(self, url: str, seconds: float, metrics_text: str) -> None:
+        series = self.series.setdefault(url, ProcessSeries(f"node {url}", None))
+        figures = process_figures(metrics_text)
+        if figures is None:
+            self.scrapes_without_figures[url] = self.scrapes_without_figures.get(url, 0) + 1
+            return
+        if len(series.seconds) >= SAMPLES_MAX:
+            return
+        # Scrapes run in more than one task (periodic, and at the round's start and end):
+        # keep the series in time order.
+        index = bisect.bisect_right(series.seconds, seconds)
+        series.seconds.insert(index, seconds)
+        series.cpu_seconds.insert(index, figures.cpu_seconds)
+        series.rss_bytes.insert(index, figures.resident_memory_bytes)
+        series.open_fds.insert(index, figures.open_fds)
+
+    def figures(self, start_seconds: float, end_seconds: float,
+                committed_txs: int) -> dict[str, dict[str, Any]]:
+        """Per node url: its window figures and CPU seconds per committed tx."""
+        result = {}
+        for url, series in self.series.items():
+            window = series.window(start_seconds, end_seconds)
+            cpu = window["cpu_seconds"]
+            window["cpu_seconds_per_committed_tx"] = (
+                cpu / committed_txs if cpu is not None and committed_txs > 0 else None)
+            window["scrapes_without_figures"] = self.scrapes_without_figures.get(url, 0)
+            result[url] = window
+        return result
+
+
 def stage_totals(metrics_text: str) -> dict[str, dict[str, float]]:
     """{stage: {"sum_seconds", "count"}} from ``medledger_stage_seconds`` and the node's
     commit latency histogram (as stage ``commit_latency``)."""
     totals: dict[str, dict[str, float]] = {}
-    for line in metrics_text.splitlines():
-        match = _METRIC_LINE.match(line)
-        if match is None:
-            continue
-        name, labels, value = match.group(1), match.group(2) or "", match.group(3)
-        if name.startswith("medledger_stage_seconds_"):
-            label = _STAGE_LABEL.search(labels)
-            if label is None:
-                continue
-            stage = label.group(1)
+    for sample in metric_samples(metrics_text):
+        name = sample.name
+        if name.startswith("medledger_stage_seconds_") and "stage" in sample.labels:
+            stage = sample.labels["stage"]
         elif name.startswith("medledger_commit_latency_seconds_"):
             stage = "commit_latency"
         else:
             continue
         if name.endswith("_sum"):
-            totals.setdefault(stage, {})["sum_seconds"] = float(value)
+            totals.setdefault(stage, {})["sum_seconds"] = float(sample.value)
         elif name.endswith("_count"):
-            totals.setdefault(stage, {})["count"] = float(value)
+            totals.setdefault(stage, {})["count"] = float(sample.value)
     return totals
 
 

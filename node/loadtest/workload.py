@@ -27,6 +27,7 @@ what lets a process pool sign lanes in parallel.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -131,15 +132,31 @@ def shared_key(run_tag: str) -> bytes:
     return derive_seed(b"medledger loadtest shared key", run_tag)
 
 
-def lane_capabilities(kind: b.MemberKind, healthcare: bool, insurer: bool) -> set[str]:
+def lane_exclusions(kind: b.MemberKind, healthcare: bool, insurer: bool) -> dict[str, str]:
+    """The measured types a lane signed by a member of ``kind`` cannot submit, each with
+    the reason (``insurer``: the load tester holds an insurer member's key)."""
     if not healthcare:
-        return {"REGISTER_PARTY"}
+        return {tx_type: "the register-party mix submits REGISTER_PARTY only"
+                for tx_type in MIX_TYPES if tx_type != "REGISTER_PARTY"}
     if kind is b.MemberKind.INSURER:
-        return set()
-    allowed = set(MIX_TYPES)
-    if kind is not b.MemberKind.PROVIDER or not insurer:
-        allowed.discard("CLAIM_SUBMIT")
-    return allowed
+        return {tx_type: "an insurer signs coverage, not a lane's txs" for tx_type in MIX_TYPES}
+    if kind is not b.MemberKind.PROVIDER:
+        return {"CLAIM_SUBMIT": f"only providers submit claims; the lane's member is a "
+                                f"{kind.name.lower()}"}
+    if not insurer:
+        return {"CLAIM_SUBMIT": "no insurer among the members whose admin keys the load "
+                                "tester holds (a claim needs coverage an insurer signs)"}
+    return {}
+
+
+def lane_capabilities(kind: b.MemberKind, healthcare: bool, insurer: bool) -> set[str]:
+    return set(MIX_TYPES) - set(lane_exclusions(kind, healthcare, insurer))
+
+
+def lane_tx_types(spec: LaneSpec, count: int) -> list[str]:
+    """The types of a lane's first ``count`` measured txs, in order: the cycle
+    :meth:`LaneWorkload.generate` follows."""
+    return list(itertools.islice(weighted_cycle(spec.weights), count))
 
 
 def patients_needed(weights: Mapping[str, int], txs: int) -> int:
