@@ -125,26 +125,35 @@ class RaftDriver:
         self._wakeup.set()
 
     async def hand_over_leadership(self, *, timeout_s: float) -> int | None:
-        """On the leader: hand leadership to the voter whose log matches ours furthest
-        (etcd does the same before it stops), and wait until we are a follower. Returns
-        the target's raft id, or None when we do not lead, have no other voter, or the
-        transfer did not finish within ``timeout_s``."""
+        """On the leader, before it stops: hand leadership to the voter whose log matches
+        ours furthest (etcd does the same), so the cluster is not without a leader until an
+        election notices us gone; wait until we are a follower. Returns the target's raft
+        id, or None when we do not lead, have no other active voter, or the transfer did
+        not finish within ``timeout_s`` (logged either way when we led)."""
         status = self.raw_node.status()
         if status.soft_state.role is not Role.LEADER:
             return None
         voters = set(status.conf_state.voters) - {status.node_id}
         candidates = [peer for peer in status.peers
                       if peer.node_id in voters and peer.recent_active]
-        if not candidates:
-            return None
-        target = max(candidates, key=lambda peer: (peer.match, -peer.node_id)).node_id
-        self.raw_node.transfer_leadership(target)
-        self.wake()
-        with trio.move_on_after(timeout_s):
-            while self.role is Role.LEADER:
-                await trio.sleep(HANDOVER_POLL_S)
-            return target
-        return None
+        started = time.perf_counter()
+        target: int | None = None
+        if candidates:
+            chosen = max(candidates, key=lambda peer: (peer.match, -peer.node_id)).node_id
+            self.raw_node.transfer_leadership(chosen)
+            self.wake()
+            with trio.move_on_after(timeout_s):
+                while self.role is Role.LEADER:
+                    await trio.sleep(HANDOVER_POLL_S)
+                target = chosen
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        if target is None:
+            self._log.warning("leadership not handed over before stopping",
+                              waited_ms=elapsed_ms, candidates=len(candidates))
+        else:
+            self._log.info("leadership handed over", to=self._peer_of(target),
+                           raft_target=target, elapsed_ms=elapsed_ms)
+        return target
 
     async def handle_frame(self, peer_id: str, frame: bytes) -> None:
         """A frame of raft messages from ``peer_id``: each must claim to be from the node

@@ -24,7 +24,6 @@ SIGTERM/SIGINT cancel the root scope; shutdown work is shielded and bounded.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -50,6 +49,7 @@ from node.feeds import Feeds
 from node.follower import Follower
 from node.forwarding import Forwarder
 from node.genesis import load_genesis
+from node.health import Health
 from node.keys import raft_node_id, read_key_file
 from node.logs import get_logger
 from node.membership import Membership
@@ -62,10 +62,6 @@ from storage.store import Store
 
 # Grace period for in-flight work at shutdown.
 SHUTDOWN_GRACE_SECONDS = 5.0
-# An observer this many blocks or fewer below its peers' highest head is ready.
-READY_LAG_BLOCKS_MAX = 5
-# A peer head answered longer ago than this says nothing about where the chain is.
-PEER_HEAD_FRESH_S = 10.0
 
 
 class Node:
@@ -101,7 +97,6 @@ class Node:
         self._executor: Executor | None = None
         self._nursery: trio.Nursery | None = None
         self._apply_send: trio.MemorySendChannel[ApplyItem] | None = None
-        self._last_commit_monotonic = self.clock.monotonic()
         self._started = False
 
     @property
@@ -167,10 +162,14 @@ class Node:
         self.follower = Follower(chain=chain, applier=self.applier, membership=self.membership,
                                  chain_id=self.chain_id, log=self.log, driver=driver,
                                  clock=self.clock)
+        self.probes = Health(clock=self.clock, stall_timeout_s=self.config.node.stall_timeout_s,
+                             chain=chain, follower=self.follower, disk=self.disk,
+                             driver=driver, is_validator=lambda: self.is_validator)
         self.admission.on_admitted += [self.builder.wake, self.forwarder.wake]
         for listener in (self.builder.on_applied, self.admission.on_applied,
                          self.forwarder.on_applied, self._on_applied, self.feeds.on_applied,
-                         self.membership.on_applied, self.follower.on_applied):
+                         self.membership.on_applied, self.follower.on_applied,
+                         self.probes.on_applied):
             self.events.subscribe(listener)
 
     def _reopen_storage(self) -> None:
@@ -270,8 +269,6 @@ class Node:
         applied = event.applied
         if applied is None:
             return
-        # Progress whichever way the block came: raft, block sync or block gossip.
-        self._last_commit_monotonic = self.clock.monotonic()
         if self.metrics is not None:
             self.metrics.block_applied(applied.block.header.height, len(applied.tx_ids),
                                        applied.codes)
@@ -295,7 +292,8 @@ class Node:
         driver = self.driver
         role, term, leader, commit = "observer", 0, None, chain.applied_index()
         extra: dict[str, Any] = {"data_dir_free_bytes": free_bytes(self.config.data_dir),
-                                 "behind": self.behind(), "stalled": self.stalled()}
+                                 "behind": self.probes.behind(),
+                                 "stalled": self.probes.stalled()}
         if driver is not None:
             raft_status = driver.raw_node.status()
             role = raft_status.soft_state.role.value
@@ -327,72 +325,23 @@ class Node:
         )
 
     def health(self) -> dict[str, Any]:
-        since_commit = self.clock.monotonic() - self._last_commit_monotonic
-        return {
-            "started": self._started,
-            "seconds_since_last_commit": round(since_commit, 3),
-            "role": self.status().role,
-            "disk_full": self.disk.full,
-            "behind": self.behind(),
-            "stalled": self.stalled(),
-        }
+        return {"started": self._started, "role": self.status().role, **self.probes.view()}
 
     def ready(self) -> bool:
-        """Validators: a leader is known. Observers: a peer on our chain answered its head
-        lately and we are within READY_LAG_BLOCKS_MAX of it. Neither while stalled."""
-        if not self._started or self.disk.full or self.stalled():
-            return False
-        if self.driver is not None and self.is_validator:
-            return bool(self.driver.leader)
-        behind = self.behind()
-        return behind is not None and behind <= READY_LAG_BLOCKS_MAX
-
-    def behind(self) -> int | None:
-        """How far this node knows itself to be behind: raft entries committed but not
-        applied (validators), or blocks below the highest head a peer answered lately
-        (observers); None when an observer has no fresh peer head."""
-        chain = self._chain()
-        if self.driver is not None and self.is_validator:
-            commit = self.driver.raw_node.status().hard_state.commit
-            return max(0, commit - chain.applied_index())
-        follower = self.follower
-        seen_at = follower.peer_head_seen_at
-        if (follower.peer_head_height is None or seen_at is None
-                or self.clock.monotonic() - seen_at > PEER_HEAD_FRESH_S):
-            return None
-        return max(0, follower.peer_head_height - chain.height)
-
-    def stalled(self) -> bool:
-        """Behind, and no block applied for ``[node] stall_timeout_s``."""
-        since_commit = self.clock.monotonic() - self._last_commit_monotonic
-        return bool(self.behind()) and since_commit > self.config.node.stall_timeout_s
+        return self._started and self.probes.ready()
 
     async def hand_over_leadership(self) -> None:
-        """Before a validator that leads stops: hand leadership to its most up-to-date
-        peer (within two election timeouts), so the cluster is not without a leader
-        until an election notices it gone."""
-        driver = self.driver
-        if driver is None or driver.role is not Role.LEADER:
-            return
-        consensus = self.config.consensus
-        timeout_s = 2 * consensus.tick_ms * consensus.election_ticks / 1000
-        started = time.monotonic()
-        target = await driver.hand_over_leadership(timeout_s=timeout_s)
-        elapsed_ms = round((time.monotonic() - started) * 1000, 1)
-        if target is None:
-            self.log.warning("leadership not handed over before stopping",
-                             waited_ms=elapsed_ms)
-        else:
-            self.log.info("leadership handed over", to=self.membership.peer_of_raft(target),
-                          raft_target=target, elapsed_ms=elapsed_ms)
+        """Before a validator that leads stops (within two election timeouts)."""
+        if self.driver is not None:
+            consensus = self.config.consensus
+            await self.driver.hand_over_leadership(
+                timeout_s=2 * consensus.tick_ms * consensus.election_ticks / 1000)
 
     def statistics(self) -> dict[str, dict[str, int]]:
         """Each service's counters (for logs and tests)."""
-        services: dict[str, Any] = {"admission": self.admission, "forwarder": self.forwarder,
-                    "builder": self.builder, "applier": self.applier,
-                    "follower": self.follower, "membership": self.membership,
-                    "feeds": self.feeds}
-        return {name: service.statistics() for name, service in services.items()}
+        names = ("admission", "forwarder", "builder", "applier", "follower", "membership",
+                 "feeds")
+        return {name: getattr(self, name).statistics() for name in names}
 
     def peers(self) -> Sequence[PeerInfo]:
         validator_peers = self.membership.validator_peers()

@@ -73,7 +73,7 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
 # belongs to the longest room that prefixes its dotted name.
 SERVICES = ("node.service", "node.admission", "node.applier", "node.bootstrap",
             "node.builder", "node.events", "node.feeds", "node.follower", "node.forwarding",
-            "node.membership")
+            "node.health", "node.membership")
 DIRECTION: dict[str, tuple[str, ...]] = {
     "ledger": ("consensus", "storage", "node"),
     # consensus may use only ledger's codec, errors and limits of ours

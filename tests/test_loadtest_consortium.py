@@ -30,10 +30,11 @@ from node.loadtest.chain import TargetInfo, scrape_metrics
 from node.loadtest.command import Observation, build_report
 from node.loadtest.command import main as loadtest_main
 from node.loadtest.config import DEFAULT_WEIGHTS, LoadtestConfig, load, parser
+from node.loadtest.pool import worker_pool
 from node.loadtest.prepare import Prepared, prepare
 from node.loadtest.rate import FixedRate
 from node.loadtest.report import render_html
-from node.loadtest.runner import RoundOutcome, worker_pool
+from node.loadtest.runner import RoundOutcome
 from node.loadtest.system import NodeMetricsSampler, ProcessSampler, local_port, process_figures
 from node.loadtest.workload import generate_pool, lane_tx_types
 

@@ -16,8 +16,9 @@ from typing import Any
 import trio
 import trio_websocket
 
+from node.loadtest.pool import worker_pool
 from node.loadtest.rate import FixedRate, MaximumRate
-from node.loadtest.runner import Round, RoundOutcome, RoundPlan, worker_pool
+from node.loadtest.runner import Round, RoundOutcome, RoundPlan
 
 COMMIT_DELAY_SECONDS = 0.05
 

@@ -19,9 +19,10 @@ from ledger.sdk.builders import TransactionBuilder
 from ledger.sdk.devnet import devnet_admin_key
 from node.clock import ManualClock
 from node.config import load_config
+from node.health import READY_LAG_BLOCKS_MAX
 from node.p2p.memory import MemoryNetwork, MemoryTransport
 from node.rpc.app import RpcApplication
-from node.service import READY_LAG_BLOCKS_MAX, Node
+from node.service import Node
 from node.tools.devnet import create_devnet
 
 CHAIN_ID = "medledger-health"
@@ -89,7 +90,7 @@ async def test_an_observer_is_ready_only_near_its_peers_head_and_stalls_honestly
                 await trio.sleep(0.02)
             while not observer.ready():  # its next head poll sees it caught up
                 await trio.sleep(0.05)
-            assert observer.behind() == 0 and view.readyz() == (200, {"ready": True})
+            assert observer.probes.behind() == 0 and view.readyz() == (200, {"ready": True})
 
             # Synced blocks count as progress, though they came from no raft of its own.
             clock.advance(STALL_TIMEOUT_S - 1)
@@ -105,14 +106,14 @@ async def test_an_observer_is_ready_only_near_its_peers_head_and_stalls_honestly
 
             observer.applier.apply_from_peer = refuse  # type: ignore[method-assign]
             await commit_blocks(validator, builder, 200, READY_LAG_BLOCKS_MAX + 2)
-            while not observer.behind():
+            while not observer.probes.behind():
                 await trio.sleep(0.05)
-            assert observer.ready() is (observer.behind() <= READY_LAG_BLOCKS_MAX)
-            assert not observer.stalled() and view.healthz()[0] == 200
+            assert observer.ready() is (observer.probes.behind() <= READY_LAG_BLOCKS_MAX)
+            assert not observer.probes.stalled() and view.healthz()[0] == 200
             clock.advance(STALL_TIMEOUT_S + 1)
-            while observer.behind() is None:  # the peer head is fresh again at the next poll
+            while observer.probes.behind() is None:  # the peer head is fresh again at the next poll
                 await trio.sleep(0.05)
-            assert observer.stalled() and not observer.ready()
+            assert observer.probes.stalled() and not observer.ready()
             status, body = view.healthz()
             assert status == 503 and body["status"] == "stalled"
             assert body["details"]["behind"] >= READY_LAG_BLOCKS_MAX + 2

@@ -49,10 +49,11 @@ from node.loadtest.chain import (
     with_preparation,
 )
 from node.loadtest.config import MIX_HEALTHCARE, LoadtestConfig, load
+from node.loadtest.pool import worker_pool
 from node.loadtest.prepare import Prepared, prepare
 from node.loadtest.progress import Progress
 from node.loadtest.rate import CONTROLLER_RAMP, FixedRate, RateController, split
-from node.loadtest.runner import Round, RoundOutcome, RoundPlan, worker_pool
+from node.loadtest.runner import Round, RoundOutcome, RoundPlan
 from node.loadtest.stats import (
     RoundRecords,
     latency_histogram,

@@ -41,16 +41,10 @@ from typing import Any
 
 import multiaddr
 import trio
-from libp2p import new_host
 from libp2p.custom_types import TProtocol
-from libp2p.identity_utils import create_identity_from_seed
 from libp2p.io.exceptions import IOException
-from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.stream_muxer.exceptions import MuxedConnError, MuxedStreamError
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from node.logs import get_logger
@@ -64,14 +58,12 @@ from node.p2p.gossip import Gossip, GossipStatistics
 from node.p2p.hello import HELLO_PROTOCOL, HELLO_TIMEOUT_S, Greeter, Hello
 from node.p2p.identity import peer_id_from_public_key, peer_id_from_seed
 from node.p2p.libp2p_glue import (
-    AdmittingNoise,
     ConnectivityNotifee,
     LibP2PLogBridge,
-    NoAutoConnector,
+    new_libp2p_host,
     parse_bootstrap,
 )
 from node.p2p.limits import (
-    CONNECTIONS_MAX,
     GOSSIP_MESSAGE_BYTES_MAX,
     RAFT_FRAME_BYTES_MAX,
     RAFT_PROTOCOL,
@@ -95,16 +87,9 @@ from node.p2p.transport import (
 )
 
 __all__ = [
-    "GOSSIP_MESSAGE_BYTES_MAX",
-    "RAFT_FRAME_BYTES_MAX",
-    "RAFT_PROTOCOL",
-    "SYNC_PROTOCOL",
-    "SYNC_REQUEST_BYTES_MAX",
-    "SYNC_RESPONSE_BYTES_MAX",
-    "Libp2pTransport",
-    "Timings",
-    "peer_id_from_public_key",
-    "peer_id_from_seed",
+    "GOSSIP_MESSAGE_BYTES_MAX", "RAFT_FRAME_BYTES_MAX", "RAFT_PROTOCOL", "SYNC_PROTOCOL",
+    "SYNC_REQUEST_BYTES_MAX", "SYNC_RESPONSE_BYTES_MAX", "Libp2pTransport", "Timings",
+    "peer_id_from_public_key", "peer_id_from_seed"
 ]
 
 # Errors a stream handler may meet when the connection or stream goes away under it:
@@ -343,31 +328,9 @@ class Libp2pTransport(ConnectionKeeper):
         self.log.info("p2p transport stopped")
 
     def _build_host(self) -> Any:
-        key_pair = create_identity_from_seed(self._seed)
-        host = new_host(
-            key_pair=key_pair,
-            sec_opt={TProtocol(NOISE_PROTOCOL_ID): AdmittingNoise(key_pair, self)},  # pitfall 1
-            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
-            listen_addrs=[multiaddr.Multiaddr(self._listen)],
-            connection_config=ConnectionConfig(
-                max_connections_per_peer=1,  # pitfall 2
-                max_connections=CONNECTIONS_MAX,
-                high_watermark=CONNECTIONS_MAX,
-                # No dialing of peer store entries to reach a minimum (see NoAutoConnector).
-                min_connections=0,
-                low_watermark=0,
-                # A duplicate connection (both ends dialed at once) is trimmed at once.
-                grace_period=0.0,
-                dial_timeout=self._timings.dial_timeout_s,
-            ),
-        )
-        network: Any = host.get_network()  # the Swarm, whose extras the interface lacks
-        # Every protocol handler, libp2p's own included, runs inside this containment.
-        network.set_stream_handler(self._contained(network.common_stream_handler))
-        network.auto_connector = NoAutoConnector(
-            swarm=network, auto_connect_interval=network.connection_config.auto_connect_interval
-        )
-        return host
+        return new_libp2p_host(seed=self._seed, listen=self._listen,
+                               dial_timeout_s=self._timings.dial_timeout_s,
+                               gatekeeper=self, contain=self._contained)
 
     def _contained(self, inner: Any) -> Any:
         """Wrap libp2p's stream dispatcher: an exception from any protocol handler would

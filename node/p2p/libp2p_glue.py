@@ -7,21 +7,29 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import multiaddr
 import trio
+from libp2p import new_host
 from libp2p.abc import INotifee
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.identity_utils import create_identity_from_seed
 from libp2p.network.auto_connector import AutoConnector
+from libp2p.network.config import ConnectionConfig
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.security.exceptions import HandshakeFailure
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from ledger.errors import ConfigError
 from node.logs import get_logger
 from node.p2p.framing import STREAM_CLEANUP_S_MAX, cleanup_scope
+from node.p2p.limits import CONNECTIONS_MAX
 
 
 class Gatekeeper(Protocol):
@@ -114,6 +122,37 @@ class AdmittingNoise(NoiseTransport):
         with cleanup_scope(STREAM_CLEANUP_S_MAX), contextlib.suppress(Exception):
             await secured.close()  # the socket may already be gone
         raise HandshakeFailure(f"peer {peer_id} is not admitted")
+
+
+def new_libp2p_host(*, seed: bytes, listen: str, dial_timeout_s: float,
+                    gatekeeper: Gatekeeper, contain: Callable[[Any], Any]) -> Any:
+    """py-libp2p's host as the node runs it: Noise behind the admission gate, yamux, one
+    connection per peer, no auto-dialing, and every protocol handler (libp2p's own too)
+    wrapped by ``contain``."""
+    key_pair = create_identity_from_seed(seed)
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): AdmittingNoise(key_pair, gatekeeper)},  # pitfall 1
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        listen_addrs=[multiaddr.Multiaddr(listen)],
+        connection_config=ConnectionConfig(
+            max_connections_per_peer=1,  # pitfall 2
+            max_connections=CONNECTIONS_MAX,
+            high_watermark=CONNECTIONS_MAX,
+            # No dialing of peer store entries to reach a minimum (see NoAutoConnector).
+            min_connections=0,
+            low_watermark=0,
+            # A duplicate connection (both ends dialed at once) is trimmed at once.
+            grace_period=0.0,
+            dial_timeout=dial_timeout_s,
+        ),
+    )
+    network: Any = host.get_network()  # the Swarm, whose extras the interface lacks
+    network.set_stream_handler(contain(network.common_stream_handler))
+    network.auto_connector = NoAutoConnector(
+        swarm=network, auto_connect_interval=network.connection_config.auto_connect_interval
+    )
+    return host
 
 
 class NoAutoConnector(AutoConnector):

@@ -44,8 +44,9 @@ from node.loadtest.client import (
     result_of,
 )
 from node.loadtest.config import DEFAULT_WEIGHTS
+from node.loadtest.pool import watch_and_submit_text, worker_pool
 from node.loadtest.prepare import prepare
-from node.loadtest.runner import NOTIFICATION_METHOD, watch_and_submit_text, worker_pool
+from node.loadtest.runner import NOTIFICATION_METHOD
 from node.loadtest.workload import generate_pool
 
 SUBMIT_INTERVAL_S = 0.1
