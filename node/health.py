@@ -62,8 +62,9 @@ class Health:
             return None
         return max(0, follower.peer_head_height - self._chain.height)
 
-    def stalled(self) -> bool:
-        return bool(self.behind()) and self.seconds_since_progress() > self._stall_timeout_s
+    def stalled(self, behind: int | None = None) -> bool:
+        behind = self.behind() if behind is None else behind
+        return bool(behind) and self.seconds_since_progress() > self._stall_timeout_s
 
     def ready(self) -> bool:
         if self._disk.full or self.stalled():
@@ -75,6 +76,7 @@ class Health:
         return behind is not None and behind <= READY_LAG_BLOCKS_MAX
 
     def view(self) -> dict[str, Any]:
+        behind = self.behind()
         return {"seconds_since_last_commit": round(self.seconds_since_progress(), 3),
-                "disk_full": self._disk.full, "behind": self.behind(),
-                "stalled": self.stalled()}
+                "disk_full": self._disk.full, "behind": behind,
+                "stalled": self.stalled(behind)}

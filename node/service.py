@@ -291,9 +291,9 @@ class Node:
         chain = self._chain()
         driver = self.driver
         role, term, leader, commit = "observer", 0, None, chain.applied_index()
+        behind = self.probes.behind()
         extra: dict[str, Any] = {"data_dir_free_bytes": free_bytes(self.config.data_dir),
-                                 "behind": self.probes.behind(),
-                                 "stalled": self.probes.stalled()}
+                                 "behind": behind, "stalled": self.probes.stalled(behind)}
         if driver is not None:
             raft_status = driver.raw_node.status()
             role = raft_status.soft_state.role.value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 import trio
 from factories import CHAIN_ID, signed
 
@@ -115,28 +116,19 @@ def test_a_held_tx_that_expires_while_its_forward_is_checked_is_admitted_again()
     assert [tx.nonce for tx in chosen] == [1, 2, 3, 4]
 
 
-class LevelLog:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, dict[str, Any]]] = []
-
-    def info(self, event: str, **fields: Any) -> None:
-        self.lines.append(("info", event, fields))
-
-    def debug(self, event: str, **fields: Any) -> None:
-        self.lines.append(("debug", event, fields))
-
-
 def test_an_unreachable_peer_costs_one_info_line_a_minute_not_one_per_dial() -> None:
+    from node.logs import get_logger
     from node.p2p.connectivity import DialLog
 
-    log = LevelLog()
-    dials = DialLog(log)
-    for _ in range(12):  # a minute of 5 s backoffs
-        dials.failed(OSError("refused"))
-    dials.connected()
-    assert [(level, event) for level, event, _ in log.lines if level == "info"] == [
-        ("info", "dial failed"), ("info", "peer connected")]
-    assert log.lines[-1][2] == {"after_failed_dials": 12}
-    assert sum(1 for level, _, _ in log.lines if level == "debug") == 11
-    dials.failed(OSError("refused"))  # a new outage is reported again at once
-    assert log.lines[-1][:2] == ("info", "dial failed")
+    with structlog.testing.capture_logs() as logs:
+        dials = DialLog(get_logger())
+        for _ in range(12):  # a minute of 5 s backoffs
+            dials.failed(OSError("refused"))
+        dials.connected()
+        lines = [(entry["log_level"], entry["event"]) for entry in logs]
+        assert [line for line in lines if line[0] == "info"] == [
+            ("info", "dial failed"), ("info", "peer connected")]
+        assert logs[-1]["after_failed_dials"] == 12
+        assert lines.count(("debug", "dial failed")) == 11
+        dials.failed(OSError("refused"))  # a new outage is reported again at once
+        assert (logs[-1]["log_level"], logs[-1]["event"]) == ("info", "dial failed")

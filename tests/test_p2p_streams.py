@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 
+from node.logs import get_logger
 from node.p2p.limits import SYNC_PROTOCOL, Timings
 from node.p2p.streams import LINGERING_OPENS_PER_PEER_MAX, UNWIND_GRACE_S, StreamOpener
 from node.p2p.sync import SyncClient
@@ -68,16 +69,8 @@ class LateHost(WedgedHost):
         return stream
 
 
-class Log:
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self.warnings.append(event)
-
-
 def opener_on(host: Any, nursery: trio.Nursery) -> StreamOpener:
-    opener = StreamOpener(Log())
+    opener = StreamOpener(get_logger())
     opener.host, opener.nursery = host, nursery
     return opener
 

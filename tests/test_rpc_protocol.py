@@ -225,8 +225,9 @@ async def test_rpc_requests_are_counted_by_method_and_outcome() -> None:
 async def test_the_access_line_is_debug_and_the_log_level_changes_at_run_time() -> None:
     """admin_setLogLevel (admin token) changes what the node logs now; /logspec reads it;
     a logger bound before the change follows it too."""
-    from node.logs import configure_logging, current_level, get_logger
+    from node.logs import configure_logging, current_level, get_logger, set_level
 
+    saved = structlog.get_config()
     configure_logging(level="info", format="json")
     bound_before = get_logger(component="test")
     try:
@@ -256,4 +257,5 @@ async def test_the_access_line_is_debug_and_the_log_level_changes_at_run_time() 
             except structlog.DropEvent:
                 assert dropped, method
     finally:
-        configure_logging(level="info", format="json")
+        set_level("info")
+        structlog.configure(**saved)  # the other tests' logging as it was
