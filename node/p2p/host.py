@@ -106,6 +106,8 @@ class TransportStatistics:
     gossip: GossipStatistics
     sync_served: int
     sync_refused: int
+    sync_busy: int  # refused: that peer already had its share of requests in flight
+    sync_write_timeouts: int  # answers the asker did not take in time (wedged)
     frames_without_handler: int
     conduct: ConductStatistics
     connections_forgotten: int
@@ -266,6 +268,8 @@ class Libp2pTransport(ConnectionKeeper):
             gossip=self._gossip.statistics if self._gossip else GossipStatistics(),
             sync_served=self._sync_server.served if self._sync_server else 0,
             sync_refused=self._sync_server.refused if self._sync_server else 0,
+            sync_busy=self._sync_server.busy if self._sync_server else 0,
+            sync_write_timeouts=self._sync_server.write_timeouts if self._sync_server else 0,
             frames_without_handler=self._frames_without_handler,
             conduct=self._conduct.statistics(),
             connections_forgotten=self.connections_forgotten,

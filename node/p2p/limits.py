@@ -54,6 +54,11 @@ SYNC_RESPONSE_BYTES_MAX = 2 * limits.BLOB_SIZE_BYTES_MAX
 # Requests served at once; more wait for a slot. Each holds its request and response in
 # memory (up to 48 MiB), so this also bounds the memory of serving.
 SYNC_REQUESTS_CONCURRENT_MAX = 8
+# Requests of one peer served at once; more are refused at once ("busy"). A node asks a
+# peer at most one block range and one forward at a time, plus a retry left behind by a
+# timeout; without this cap a peer behind a wedged connection, retrying, held every slot
+# above and the leader answered no healthy follower's forward (chaos seed 3).
+SYNC_REQUESTS_PER_PEER_MAX = 3
 
 # Connections in total: a consortium has tens of validators and some observers.
 CONNECTIONS_MAX = 256
@@ -100,9 +105,15 @@ class Timings:
     gossip_heartbeat_interval_s: int = 1
     # Reading a request or a response: no bytes for this long fails the exchange.
     sync_read_inactivity_timeout_s: float = 10.0
+    # Writing an answer: longer than this (plus size / raft_write_rate_bytes_per_s_min)
+    # means the asker's connection is wedged; the stream is reset and its slot freed.
+    sync_write_timeout_s: float = 5.0
     # Shutdown: time to stop publishing and disconnect peers before leaving libp2p's
     # service contexts (pitfall 7).
     shutdown_grace_s: float = 3.0
 
     def raft_write_deadline_s(self, size_bytes: int) -> float:
         return self.raft_write_timeout_s + size_bytes / self.raft_write_rate_bytes_per_s_min
+
+    def sync_write_deadline_s(self, size_bytes: int) -> float:
+        return self.sync_write_timeout_s + size_bytes / self.raft_write_rate_bytes_per_s_min

@@ -31,6 +31,7 @@ from node.p2p.limits import (
     SYNC_PROTOCOL,
     SYNC_REQUEST_BYTES_MAX,
     SYNC_REQUESTS_CONCURRENT_MAX,
+    SYNC_REQUESTS_PER_PEER_MAX,
     SYNC_RESPONSE_BYTES_MAX,
     Timings,
 )
@@ -117,11 +118,14 @@ class SyncServer:
         self._log = log
         self._is_admitted = is_admitted
         self._limiter = trio.CapacityLimiter(SYNC_REQUESTS_CONCURRENT_MAX)
+        self._in_flight: dict[str, int] = {}
         self.handler: RequestHandler | None = None
         # Told of every admitted peer that sends a request (liveness evidence).
         self.on_heard: Callable[[str], None] = lambda peer_id: None
         self.served = 0
         self.refused = 0
+        self.busy = 0
+        self.write_timeouts = 0
 
     async def handle_stream(self, stream: Any) -> None:
         """libp2p stream handler; never raises (that would tear the connection down)."""
@@ -134,19 +138,40 @@ class SyncServer:
             log.warning("sync request from a peer not admitted refused")
             await reset_quietly(stream)
             return
+        if self._in_flight.get(peer_id, 0) >= SYNC_REQUESTS_PER_PEER_MAX:
+            # Its earlier requests are still being served (or stuck writing to it): one
+            # peer never holds more than its share of the slots.
+            self.busy += 1
+            await reset_quietly(stream)
+            return
+        self._in_flight[peer_id] = self._in_flight.get(peer_id, 0) + 1
         try:
             async with self._limiter:
                 reader = FrameReader(stream, frame_bytes_max=SYNC_REQUEST_BYTES_MAX)
                 request = await reader.read_frame(
                     read_timeout_s=self._timings.sync_read_inactivity_timeout_s
                 )
-                answer = await self._answer(peer_id, request, log)
-                await stream.write(encode_frame(answer))
+                answer = encode_frame(await self._answer(peer_id, request, log))
+                # Bounded: an asker behind a wedged connection (nothing it reads, a
+                # full TCP buffer) would hold this slot until the connection died.
+                written = False
+                with trio.move_on_after(self._timings.sync_write_deadline_s(len(answer))):
+                    await stream.write(answer)
+                    written = True
+            if not written:
+                self.write_timeouts += 1
+                log.info("sync answer not taken in time; stream reset", bytes=len(answer))
+                await reset_quietly(stream)
+                return
             self.served += 1
             await close_quietly(stream)
         except Exception as error:  # the peer went away, sent garbage or was too slow
             log.info("sync request failed", error=repr(error))
             await reset_quietly(stream)
+        finally:
+            left = self._in_flight.pop(peer_id, 1) - 1
+            if left > 0:
+                self._in_flight[peer_id] = left
 
     async def _answer(self, peer_id: str, request: bytes, log: Any) -> bytes:
         handler = self.handler
