@@ -130,19 +130,29 @@ class RaftDriver:
         election notices us gone; wait until we are a follower. Returns the target's raft
         id, or None when we do not lead, have no other active voter, or the transfer did
         not finish within ``timeout_s`` (logged either way when we led)."""
-        status = self.raw_node.status()
-        if status.soft_state.role is not Role.LEADER:
+        if self.raw_node.status().soft_state.role is not Role.LEADER:
             return None
-        voters = set(status.conf_state.voters) - {status.node_id}
-        candidates = [peer for peer in status.peers
-                      if peer.node_id in voters and peer.recent_active]
         started = time.perf_counter()
         target: int | None = None
-        if candidates:
-            chosen = max(candidates, key=lambda peer: (peer.match, -peer.node_id)).node_id
-            self.raw_node.transfer_leadership(chosen)
-            self.wake()
-            with trio.move_on_after(timeout_s):
+        candidates: list[Any] = []
+        with trio.move_on_after(timeout_s):
+            # Every election timeout the leader forgets who was active until they answer
+            # again (check-quorum): a stop in that window waits for the next answers.
+            while not candidates:
+                status = self.raw_node.status()
+                if status.soft_state.role is not Role.LEADER:
+                    break
+                voters = set(status.conf_state.voters) - {status.node_id}
+                if not voters:
+                    break  # no one to hand over to
+                candidates = [peer for peer in status.peers
+                              if peer.node_id in voters and peer.recent_active]
+                if not candidates:
+                    await trio.sleep(HANDOVER_POLL_S)
+            if candidates:
+                chosen = max(candidates, key=lambda peer: (peer.match, -peer.node_id)).node_id
+                self.raw_node.transfer_leadership(chosen)
+                self.wake()
                 while self.role is Role.LEADER:
                     await trio.sleep(HANDOVER_POLL_S)
                 target = chosen

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import trio
 from factories import signed
 
+from consensus.state import Role
 from ledger.crypto import SigningKey
 from ledger.errors import ConfigError
 from ledger.results import ResultCode
 from ledger.txtypes import TxType
 from node.config import config_from_dict, load_config, render_config
 from node.keys import raft_node_id, read_key_file, write_key_file
+from node.logs import get_logger
 from node.mempool import Mempool, order_by_nonce
+from node.raft_driver import RaftDriver
 
 
 def test_mempool_dedupes_bounds_and_orders_by_nonce() -> None:
@@ -140,3 +146,43 @@ def test_key_files(tmp_path: Path) -> None:
         read_key_file(tmp_path / "bad.key")
     assert raft_node_id(key.public_key) == raft_node_id(key.public_key) > 0
     assert raft_node_id(key.public_key) != raft_node_id(SigningKey.generate().public_key)
+
+
+class _HandoverRawNode:
+    """A leader's raw node whose peers answer only after ``active_after`` status reads:
+    the window after check-quorum, when the leader has forgotten who is active."""
+
+    def __init__(self, active_after: int) -> None:
+        self.reads, self.active_after = 0, active_after
+        self.role, self.transferred_to = Role.LEADER, None
+
+    def status(self) -> Any:
+        self.reads += 1
+        active = self.reads > self.active_after
+        peers = [SimpleNamespace(node_id=node_id, match=match, recent_active=active)
+                 for node_id, match in ((2, 10), (3, 9))]
+        return SimpleNamespace(node_id=1, soft_state=SimpleNamespace(role=self.role),
+                               conf_state=SimpleNamespace(voters=(1, 2, 3)), peers=peers)
+
+    def transfer_leadership(self, target: int) -> None:
+        self.transferred_to = target
+
+
+async def test_a_stop_in_the_check_quorum_window_still_hands_leadership_over() -> None:
+    raw = _HandoverRawNode(active_after=5)
+    driver = object.__new__(RaftDriver)
+    driver.raw_node, driver.role = raw, Role.LEADER  # type: ignore[assignment]
+    driver._wakeup, driver._log = trio.Event(), get_logger()
+    driver._peer_of = lambda node_id: f"peer-{node_id}"
+
+    async def follower_soon() -> None:
+        while raw.transferred_to is None:
+            await trio.sleep(0.001)
+        driver.role = Role.FOLLOWER  # the transferee won its election
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follower_soon)
+        target = await driver.hand_over_leadership(timeout_s=5.0)
+        nursery.cancel_scope.cancel()
+    # Before: no peer active at the first look, so no handover at all.
+    assert target == raw.transferred_to == 2  # the furthest-matching voter
