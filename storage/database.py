@@ -35,9 +35,14 @@ from storage.errors import (
     StorageError,
 )
 
-# Bump on any change to the key space or a value format (storage/keys.py); an older or
-# newer database is refused rather than misread.
-SCHEMA_VERSION = 1
+# Bump on any change to the key space or a value format (storage/keys.py), or to the
+# application's state layout (ledger/app/layout.py: state written by one layout has other
+# roots under another); an older or newer database is refused rather than misread.
+#   1: the first layout.
+#   2: a consent pair's indexes in end order with their count (consent-live,
+#      consent-deny, consent-count replace consent-pair): grants read O(1) state
+#      (ledger.app.layout.STATE_LAYOUT_VERSION 2).
+SCHEMA_VERSION = 2
 
 DATABASE_DIRECTORY_NAME = "ledger.db"
 

@@ -36,6 +36,7 @@ from ledger.app.model import (
     Marker,
     MemberState,
     NonceState,
+    PairCountState,
     PartyState,
     PaymentState,
     PremiumState,
@@ -63,7 +64,9 @@ TABLE_CLASSES: dict[bytes, type[Struct]] = {
     layout.RECORD_VERSION: RecordVersionState,
     layout.PATIENT_RECORD: Marker,
     layout.CONSENT: ConsentState,
-    layout.CONSENT_PAIR: Marker,
+    layout.CONSENT_LIVE: Marker,
+    layout.CONSENT_DENY: Marker,
+    layout.CONSENT_COUNT: PairCountState,
     layout.PATIENT_CONSENT: Marker,
     layout.DELEGATION: DelegationState,
     layout.DELEGATION_PAIR: Marker,
@@ -324,11 +327,28 @@ def check_records(tables: Tables, signers: Mapping[bytes, bytes]) -> None:
 
 
 def check_indexes(tables: Tables) -> None:
-    for parts in tables.table(layout.CONSENT_PAIR):
-        patient, grantee, consent_id = parts
+    live_per_pair: dict[tuple[str, str], int] = {}
+    live_entries = set()
+    for parts in tables.table(layout.CONSENT_LIVE):
+        patient, grantee, end_hex, consent_id = parts
         consent = tables.one(layout.CONSENT, consent_id)
         assert consent is not None and consent.revoked_ms is None
         assert (consent.patient, consent.grantee) == (patient, grantee)
+        assert int(end_hex, 16) == consent.end_ms
+        live_per_pair[(patient, grantee)] = live_per_pair.get((patient, grantee), 0) + 1
+        live_entries.add(consent_id)
+        if consent.decision is b.Decision.DENY:  # every live deny is in the deny index
+            assert tables.one(layout.CONSENT_DENY, *parts) is not None
+    for parts in tables.table(layout.CONSENT_DENY):
+        consent = tables.one(layout.CONSENT, parts[3])
+        assert consent is not None and consent.decision is b.Decision.DENY
+        assert parts[3] in live_entries, "a deny entry outlived its live entry"
+    counts = {tuple(parts): count.live
+              for parts, count in tables.table(layout.CONSENT_COUNT).items()}
+    for pair, live in live_per_pair.items():
+        assert counts.get(pair) == live, (pair, counts.get(pair), live)
+    for pair, live in counts.items():
+        assert live == live_per_pair.get(pair, 0), (pair, live)
     for consent in tables.table(layout.CONSENT).values():
         assert tables.one(layout.PATIENT_CONSENT, consent.patient, consent.consent_id) is not None
     for parts in tables.table(layout.DELEGATION_PAIR):

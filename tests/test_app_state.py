@@ -87,7 +87,8 @@ def test_keys_order_numerically_and_stay_clear_of_the_nodes_prefix() -> None:
     assert layout.record_version_key("r", 2) < layout.record_version_key("r", 10)
     assert layout.review_due_key(9, "z") < layout.review_due_key(10, "a")
     assert layout.review_due_of(layout.review_due_key(123, "btg-1")) == (123, "btg-1")
-    assert layout.last_part(layout.consent_pair_key("p", "g", "c-1")) == "c-1"
+    assert layout.last_part(layout.consent_live_key("p", "g", 5, "c-1")) == "c-1"
+    assert layout.end_ms_of(layout.consent_live_key("p", "g", 2**40 + 7, "c-1")) == 2**40 + 7
     for table in layout.TABLES:
         assert not table.startswith(b"\xff") and b"\x00" not in table
     state = clinic_world().ledger.state

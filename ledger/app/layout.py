@@ -29,9 +29,14 @@ key                                            value                      writte
                                                hashes); deleted by shred
 ``patient-record NUL patient NUL record``      Marker (index)             ANCHOR_RECORD
 ``consent NUL id``                             ConsentState               CONSENT_GRANT/REVOKE
-``consent-pair NUL patient NUL grantee          Marker: live consents of   CONSENT_GRANT (adds,
-NUL id``                                       one pair, at most          prunes ended ones),
-                                               CONSENTS_PER_PAIR_MAX      CONSENT_REVOKE
+``consent-live NUL patient NUL grantee         Marker: live consents of   CONSENT_GRANT (adds,
+NUL u64 end ms NUL id``                        one pair, in end order,    prunes ended ones),
+                                               at most                    CONSENT_REVOKE
+                                               CONSENTS_PER_PAIR_MAX
+``consent-deny NUL patient NUL grantee         Marker: the live deny      the same
+NUL u64 end ms NUL id``                        consents among them
+``consent-count NUL patient NUL grantee``      PairCountState: how many   the same
+                                               consent-live entries
 ``patient-consent NUL patient NUL id``         Marker (every consent)     CONSENT_GRANT
 ``delegation NUL id``                          DelegationState            DELEGATE_GRANT
 ``delegation-pair NUL patient NUL delegate     Marker, at most            DELEGATE_GRANT
@@ -55,12 +60,24 @@ u16 n``                                                                   block 
 ``remittance NUL id``                          RemittanceState            REMITTANCE
 =============================================  =========================  ===================
 
+A pair's consents are indexed in end order with their count beside them, so a grant
+reads the count and only the entries that ended (each removed once), and a deny check
+reads only the pair's deny consents: the work per tx does not grow with the pair's
+history (state layout 2; layout 1 kept every live consent in one index that each grant
+read and decoded whole).
+
 The audit slot is 0 for entries written at the start of a block (break-glass reviews that
 became overdue) and ``position + 1`` for entries of the tx at ``position``; ``n`` numbers
 the entries of one slot. So a patient's trail is in chain order.
 """
 
 from __future__ import annotations
+
+# The layout below, as a number: nodes that apply blocks with different layouts compute
+# different state roots, so they refuse each other at hello (node/p2p/hello.py) and a
+# data directory of another layout is refused at open (storage.SCHEMA_VERSION).
+#   1: the first layout.  2: consent-live / consent-deny / consent-count.
+STATE_LAYOUT_VERSION = 2
 
 SEPARATOR = b"\x00"
 
@@ -91,7 +108,9 @@ RECORD = b"record"
 RECORD_VERSION = b"version"
 PATIENT_RECORD = b"patient-record"
 CONSENT = b"consent"
-CONSENT_PAIR = b"consent-pair"
+CONSENT_LIVE = b"consent-live"
+CONSENT_DENY = b"consent-deny"
+CONSENT_COUNT = b"consent-count"
 PATIENT_CONSENT = b"patient-consent"
 DELEGATION = b"delegation"
 DELEGATION_PAIR = b"delegation-pair"
@@ -111,9 +130,9 @@ REMITTANCE = b"remittance"
 
 TABLES = (
     CONFIG, MEMBER, PROPOSAL, VOTE, KEY, NONCE, PARTY, RECORD, RECORD_VERSION,
-    PATIENT_RECORD, CONSENT, CONSENT_PAIR, PATIENT_CONSENT, DELEGATION, DELEGATION_PAIR,
-    BREAK_GLASS, REVIEW_DUE, AUDIT, KEY_GRANT, ACCESS_LOG, COVERAGE, BENEFICIARY_COVERAGE,
-    PREMIUM, PAYMENT, CLAIM, PATIENT_CLAIM, DUPLICATE, REMITTANCE,
+    PATIENT_RECORD, CONSENT, CONSENT_LIVE, CONSENT_DENY, CONSENT_COUNT, PATIENT_CONSENT,
+    DELEGATION, DELEGATION_PAIR, BREAK_GLASS, REVIEW_DUE, AUDIT, KEY_GRANT, ACCESS_LOG,
+    COVERAGE, BENEFICIARY_COVERAGE, PREMIUM, PAYMENT, CLAIM, PATIENT_CLAIM, DUPLICATE, REMITTANCE,
 )
 
 PARAMETERS_KEY = _key(CONFIG, "parameters")
@@ -172,12 +191,29 @@ def consent_key(consent_id: str) -> bytes:
     return _key(CONSENT, consent_id)
 
 
-def consent_pair_key(patient: str, grantee: str, consent_id: str) -> bytes:
-    return _key(CONSENT_PAIR, patient, grantee, consent_id)
+def consent_live_key(patient: str, grantee: str, end_ms: int, consent_id: str) -> bytes:
+    return _key(CONSENT_LIVE, patient, grantee, _u64(end_ms), consent_id)
 
 
-def consent_pair_prefix(patient: str, grantee: str) -> bytes:
-    return _key(CONSENT_PAIR, patient, grantee, "")
+def consent_live_prefix(patient: str, grantee: str) -> bytes:
+    return _key(CONSENT_LIVE, patient, grantee, "")
+
+
+def consent_deny_key(patient: str, grantee: str, end_ms: int, consent_id: str) -> bytes:
+    return _key(CONSENT_DENY, patient, grantee, _u64(end_ms), consent_id)
+
+
+def consent_deny_prefix(patient: str, grantee: str) -> bytes:
+    return _key(CONSENT_DENY, patient, grantee, "")
+
+
+def consent_count_key(patient: str, grantee: str) -> bytes:
+    return _key(CONSENT_COUNT, patient, grantee)
+
+
+def end_ms_of(key: bytes) -> int:
+    """The end time in a consent-live or consent-deny key (the part before the id)."""
+    return int(key.rsplit(SEPARATOR, 2)[1], 16)
 
 
 def patient_consent_key(patient: str, consent_id: str) -> bytes:

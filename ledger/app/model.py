@@ -213,6 +213,15 @@ class NonceState(Struct):
 
 
 @dataclass(frozen=True, slots=True)
+class PairCountState(Struct):
+    """How many entries an index of one pair holds (consent-live)."""
+
+    live: int
+
+    SCHEMA = (("live", UInt()),)
+
+
+@dataclass(frozen=True, slots=True)
 class Marker(Struct):
     """The value of an index key: the key itself says everything."""
 

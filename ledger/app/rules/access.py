@@ -32,6 +32,7 @@ from ledger.app.model import (
     DelegationState,
     KeyGrantState,
     Marker,
+    PairCountState,
     PartyState,
     RecordState,
 )
@@ -56,10 +57,12 @@ from ledger.bodies import (
 )
 from ledger.results import ResultCode as R
 
-# Live consents of one (patient, grantee) pair. A key grant reads them all to find a deny,
-# so this bounds its work; ended and revoked consents leave the index when the pair gets a
-# new consent.
+# Live consents of one (patient, grantee) pair. A key grant reads the pair's deny consents
+# to find one that applies, so this bounds its work; revoked consents leave the indexes at
+# once, ended ones when the pair next gets a consent.
 CONSENTS_PER_PAIR_MAX = 64
+# Ended entries of a pair's index read (and removed) per step.
+PRUNE_BATCH_KEYS = 4
 # Live delegations of one (patient, delegate) pair, for the same reason.
 DELEGATIONS_PER_PAIR_MAX = 8
 # A delegation attested by a provider for a minor reaches at most R records (V records of
@@ -93,13 +96,15 @@ def live_deny(
 ) -> ConsentState | None:
     """A deny consent in force now that covers the recipient, record and action."""
     for grantee in grantees_covering(recipient):
-        prefix = layout.consent_pair_prefix(record.patient, grantee)
+        # Only the pair's deny consents, in end order: most pairs have none (one seek).
+        prefix = layout.consent_deny_prefix(record.patient, grantee)
         for key in scope.iterate_keys(prefix, limit=CONSENTS_PER_PAIR_MAX):
+            if layout.end_ms_of(key) <= scope.now_ms:
+                continue  # ended, not pruned yet
             consent = scope.load(layout.consent_key(layout.last_part(key)), ConsentState)
-            assert consent is not None, "the pair index names stored consents"
+            assert consent is not None, "the deny index names stored consents"
             if (
-                consent.decision is Decision.DENY
-                and consent.live_at(scope.now_ms)
+                consent.live_at(scope.now_ms)
                 and action in consent.actions
                 and consent_covers_record(consent, record)
             ):
@@ -186,13 +191,7 @@ def consent_grant(scope: TxScope, body: ConsentGrant) -> None:
             R.CONSENT_RECORD_NOT_PATIENTS,
             f"{record_id} is not a record of {body.patient}",
         )
-    prefix = layout.consent_pair_prefix(body.patient, body.grantee)
-    live = []
-    for key in scope.iterate_keys(prefix, limit=CONSENTS_PER_PAIR_MAX):
-        consent = scope.load(layout.consent_key(layout.last_part(key)), ConsentState)
-        assert consent is not None
-        live.append(consent.revoked_ms is None and consent.end_ms > scope.now_ms)
-    count = _prune_pair(scope, prefix, CONSENTS_PER_PAIR_MAX, live)
+    count = _live_consents(scope, body.patient, body.grantee)
     scope.require(
         count < CONSENTS_PER_PAIR_MAX,
         R.CONSENT_LIMIT_REACHED,
@@ -219,8 +218,39 @@ def consent_grant(scope: TxScope, body: ConsentGrant) -> None:
             revoked_ms=None,
         ),
     )
-    scope.store(layout.consent_pair_key(body.patient, body.grantee, body.consent_id), Marker())
+    scope.store(layout.consent_live_key(body.patient, body.grantee, body.end_ms,
+                                        body.consent_id), Marker())
+    if body.decision is Decision.DENY:
+        scope.store(layout.consent_deny_key(body.patient, body.grantee, body.end_ms,
+                                            body.consent_id), Marker())
+    scope.store(layout.consent_count_key(body.patient, body.grantee), PairCountState(count + 1))
     scope.store(layout.patient_consent_key(body.patient, body.consent_id), Marker())
+
+
+def _live_consents(scope: TxScope, patient: str, grantee: str) -> int:
+    """The pair's live consents (not revoked, not ended), after removing from its indexes
+    those that ended. The indexes are in end order, so this reads the count, the ended
+    entries (each removed once) and one more: work that does not grow with history."""
+    stored = scope.load(layout.consent_count_key(patient, grantee), PairCountState)
+    count = 0 if stored is None else stored.live
+    count -= _prune_ended(scope, layout.consent_live_prefix(patient, grantee))
+    _prune_ended(scope, layout.consent_deny_prefix(patient, grantee))
+    assert count >= 0, "the count covers the live index"
+    return count
+
+
+def _prune_ended(scope: TxScope, prefix: bytes) -> int:
+    """Delete the entries of an end-ordered index that ended by now; how many."""
+    removed, batch = 0, 1  # most grants find the first entry live: one key read
+    while True:
+        keys = scope.iterate_keys(prefix, limit=batch)
+        ended = [key for key in keys if layout.end_ms_of(key) <= scope.now_ms]
+        for key in ended:
+            scope.delete(key)
+        removed += len(ended)
+        if len(ended) < batch:
+            return removed
+        batch = PRUNE_BATCH_KEYS
 
 
 def _check_consent_period(scope: TxScope, body: ConsentGrant) -> None:
@@ -246,7 +276,18 @@ def consent_revoke(scope: TxScope, body: ConsentRevoke) -> None:
         consent.revoked_ms is None, R.CONSENT_ALREADY_REVOKED, "the consent is already revoked"
     )
     scope.store(layout.consent_key(body.consent_id), replace(consent, revoked_ms=scope.now_ms))
-    scope.delete(layout.consent_pair_key(consent.patient, consent.grantee, body.consent_id))
+    live_key = layout.consent_live_key(consent.patient, consent.grantee, consent.end_ms,
+                                       body.consent_id)
+    if scope.exists(live_key):  # not pruned yet (an ended one may already be)
+        scope.delete(live_key)
+        count_key = layout.consent_count_key(consent.patient, consent.grantee)
+        stored = scope.load(count_key, PairCountState)
+        assert stored is not None and stored.live > 0, "the count covers the live index"
+        scope.store(count_key, PairCountState(stored.live - 1))
+    deny_key = layout.consent_deny_key(consent.patient, consent.grantee, consent.end_ms,
+                                       body.consent_id)
+    if scope.exists(deny_key):
+        scope.delete(deny_key)
     scope.emit(
         ConsentRevoked(
             tx_id=scope.tx_id,
