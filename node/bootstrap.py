@@ -15,6 +15,7 @@ from consensus.state import SoftState
 from consensus.types import ConfState, HardState, Snapshot, SnapshotMetadata
 from ledger import app as application
 from ledger.app import Genesis
+from ledger.app.layout import STATE_LAYOUT_VERSION
 from ledger.errors import ConfigError
 from node.config import ConsensusSection, NodeConfig
 from node.diskfull import DiskFullGuard
@@ -97,7 +98,8 @@ def make_libp2p_transport(config: NodeConfig, genesis: Genesis, seed: bytes,
     return Libp2pTransport(seed=seed, listen=config.p2p.listen,
                            bootstrap=config.p2p.bootstrap,
                            open_for_observers=config.p2p.open_for_observers, log=log,
-                           hello=Hello(genesis.chain_id, genesis_hash(genesis)))
+                           hello=Hello(genesis.chain_id, genesis_hash(genesis),
+                                       STATE_LAYOUT_VERSION))
 
 
 def make_driver(*, store: Store, public_key: bytes, config: NodeConfig,

@@ -30,6 +30,7 @@ import pytest
 from node_harness import ROOT, NodeProcess, dump_logs, leader_of, wait_for
 from test_node_integration import CHAIN_ID, TxFactory, submit
 
+from ledger.app.layout import STATE_LAYOUT_VERSION
 from node.keys import read_key_file
 from node.p2p.hello import FOREIGN_REFUSAL_S
 from node.tools.devnet import DevnetNode, free_port
@@ -230,9 +231,10 @@ def show_another_genesis_refused(consortium: Consortium, observer: NodeProcess,
     for process in validators:
         (refusal,) = refusals(process, peer_id)
         assert refusal["level"] == "error", refusal
-        assert refusal["ours"] == {"chain_id": CHAIN_ID,
-                                   "genesis_hash": consortium.genesis_hash}, refusal
-        assert refusal["theirs"] == {"chain_id": CHAIN_ID, "genesis_hash": other_hash}, refusal
+        assert refusal["ours"] == {"chain_id": CHAIN_ID, "genesis_hash": consortium.genesis_hash,
+                                   "state_layout": STATE_LAYOUT_VERSION}, refusal
+        assert refusal["theirs"] == {"chain_id": CHAIN_ID, "genesis_hash": other_hash,
+                                     "state_layout": STATE_LAYOUT_VERSION}, refusal
     wait_for(lambda: observer.try_call("node_status"), timeout_s=REFUSAL_TIMEOUT_S,
              what="the observer's RPC")
     watch_until = time.monotonic() + NOT_READY_WATCH_S

@@ -12,6 +12,7 @@ import structlog
 import trio
 from p2p_helpers import FAST_TIMINGS, peer, seed, wait_until
 
+from ledger.app.layout import STATE_LAYOUT_VERSION
 from node.p2p.hello import FOREIGN_REFUSAL_S, Hello
 from node.p2p.host import Libp2pTransport
 
@@ -22,9 +23,10 @@ TEST_TIMEOUT_S = 30
 
 
 async def start(nursery: trio.Nursery, index: int, genesis: bytes, *, validators: set[str],
-                bootstrap: tuple[str, ...] = ()) -> tuple[Libp2pTransport, tuple[str, ...]]:
+                bootstrap: tuple[str, ...] = (), layout: int = STATE_LAYOUT_VERSION,
+                ) -> tuple[Libp2pTransport, tuple[str, ...]]:
     transport = Libp2pTransport(seed=seed(index), bootstrap=bootstrap, validators=validators,
-                                timings=FAST_TIMINGS, hello=Hello(CHAIN, genesis))
+                                timings=FAST_TIMINGS, hello=Hello(CHAIN, genesis, layout))
     addresses = await nursery.start(transport.run)
     return transport, addresses
 
@@ -75,7 +77,31 @@ async def test_a_peer_on_another_genesis_is_refused_with_one_error_naming_both(
         assert len(errors) == 1, errors  # one line per refusal period, not one per redial
         (error,) = errors
         assert error["event"] == "peer is on another chain: refused"
-        assert error["ours"] == {"chain_id": CHAIN, "genesis_hash": own.hex()}
-        assert error["theirs"] == {"chain_id": CHAIN, "genesis_hash": other.hex()}
+        assert error["ours"] == {"chain_id": CHAIN, "genesis_hash": own.hex(),
+                                 "state_layout": STATE_LAYOUT_VERSION}
+        assert error["theirs"] == {"chain_id": CHAIN, "genesis_hash": other.hex(),
+                                   "state_layout": STATE_LAYOUT_VERSION}
         assert error["refused_for_s"] == FOREIGN_REFUSAL_S
+    nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_applying_another_state_layout_is_refused_with_one_error(
+        nursery: trio.Nursery) -> None:
+    """A node of another medledger version would compute other state roots and reject
+    every block: it is refused at hello, by name, not left to fork on the roots."""
+    validators = {peer(0), peer(1)}
+    older = STATE_LAYOUT_VERSION - 1
+    with trio.fail_after(TEST_TIMEOUT_S), structlog.testing.capture_logs() as logs:
+        ours, addresses = await start(nursery, 0, GENESIS_A, validators=validators)
+        theirs, _ = await start(nursery, 1, GENESIS_A, validators=validators,
+                                bootstrap=addresses, layout=older)
+        await wait_until(lambda: errors_of(logs, peer(0)) and errors_of(logs, peer(1)),
+                         what="an ERROR line on both sides")
+        await trio.sleep(1.0)
+        assert not ours.greeted(peer(1)) and not theirs.greeted(peer(0))
+        assert not any(state.raft_stream for state in ours.peers())
+    (error,) = errors_of(logs, peer(0))
+    assert error["event"].startswith("peer applies another state layout")
+    assert (error["ours"]["state_layout"], error["theirs"]["state_layout"]) == (
+        STATE_LAYOUT_VERSION, older)
     nursery.cancel_scope.cancel()
