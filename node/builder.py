@@ -1,10 +1,14 @@
 """The block builder (leader only): cut blocks from the mempool and propose them.
 
-A block is cut when the mempool holds a block's worth of txs or the block interval has
-passed since the last one; up to ``block.max_inflight`` proposals are pipelined, each
-built on the previous proposal's head. A proposal whose raft entry is applied as
-something else (a lost leadership, a stale proposal) returns its txs, and those of every
-proposal pipelined on it, to the pool; the next block builds on the real head.
+A block is cut as soon as the leader is idle (no proposal of its own in flight) and txs
+are pending. While proposals are in flight, a block is cut when the mempool holds a
+block's worth of txs or the block interval has passed since the last block; once the last
+of them applies, the leader is idle again. So batches shrink under light load (latency)
+and grow under heavy load (throughput), as TigerBeetle's do. Up to
+``block.max_inflight`` proposals are pipelined, each built on the previous proposal's
+head. A proposal whose raft entry is applied as something else (a lost leadership, a
+stale proposal) returns its txs, and those of every proposal pipelined on it, to the
+pool; the next block builds on the real head.
 """
 
 from __future__ import annotations
@@ -71,10 +75,12 @@ class Builder:
         interval_seconds = self._config.interval_ms / 1000
         clock = self._clock
         last_block = clock.monotonic()
+        wait_seconds = interval_seconds
         task_status.started()
         while True:
-            with trio.move_on_after(interval_seconds):
+            with trio.move_on_after(wait_seconds):
                 await self._wakeup.wait()
+            wait_seconds = interval_seconds
             self._wakeup = trio.Event()
             if not self._may_build():
                 continue
@@ -82,10 +88,13 @@ class Builder:
             if pending == 0:
                 last_block = clock.monotonic()
                 continue
+            # Idle (nothing proposed in flight): cut at once, so a light load's txs wait
+            # for no timer. Busy: wait for a full block or the interval (an applied
+            # proposal wakes us to look again), so batches grow with the load.
             waited = clock.monotonic() - last_block
-            if pending < self._config.max_txs and waited < interval_seconds:
-                await trio.sleep(interval_seconds - waited)
-            if not self._may_build():
+            if (self._proposals and pending < self._config.max_txs
+                    and waited < interval_seconds):
+                wait_seconds = interval_seconds - waited
                 continue
             self._build_and_propose()
             last_block = clock.monotonic()
