@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,6 +35,8 @@ from ledger.errors import MedledgerError  # noqa: E402
 from node.client import RpcClient  # noqa: E402
 from node.loadtest.command import operating_error, run  # noqa: E402
 from node.loadtest.config import LoadtestConfig, validate  # noqa: E402
+from node.loadtest.profile import NodeProfile, profiling, render_table  # noqa: E402
+from node.loadtest.profile import table as profile_table  # noqa: E402
 from node.tools.devnet import DevnetNode, create_devnet  # noqa: E402
 
 CHAIN_ID = "medledger-bench"
@@ -75,6 +79,9 @@ def arguments() -> argparse.Namespace:
     add("--batch", type=int, default=500, help="txs per tx_submitBatch")
     add("--report-dir", default=str(ROOT / "reports"))
     add("--keep", action="store_true", help="keep the cluster's directory (logs, data)")
+    add("--profile", action="store_true",
+        help="sample each node with py-spy during the measured round and print its CPU "
+             "per committed tx by subsystem (stderr; 'profile' in the JSON line)")
     return parser.parse_args()
 
 
@@ -210,13 +217,32 @@ def bench(options: argparse.Namespace, directory: Path) -> dict[str, Any]:
                 else [node.rpc_url for node in nodes])
         named = [(node.name, process.pid) for node, process in zip(nodes, processes,
                                                                     strict=True)]
-        result = run(loadtest_config(options, urls), stream=sys.stderr, processes=named)
+        profiles: list[NodeProfile] = []
+
+        @contextmanager
+        def around_measure() -> Iterator[None]:
+            if not options.profile:
+                yield
+                return
+            with profiling(named, directory) as started:
+                profiles.extend(started)
+                yield
+
+        result = run(loadtest_config(options, urls), stream=sys.stderr, processes=named,
+                     around_measure=around_measure)
         print(f"bench-cluster: reports {result.json_path} {result.html_path}",
               file=sys.stderr)
         line = result_line(result.report, nodes, (result.json_path, result.html_path))
         exited = {node.name: process.returncode for node, process in zip(nodes, processes,
                                                                          strict=True)
                   if process.poll() is not None}
+        if profiles:
+            per_node = profile_table(profiles, result.report["summary"]["committed"])
+            print("bench-cluster: node CPU by subsystem over the measured round and the "
+                  "drain (py-spy samples split each thread's /proc CPU)\n"
+                  + render_table(per_node), file=sys.stderr)
+            line["profile_cpu_us_per_tx"] = per_node
+            line["profile_samples"] = {profile.name: profile.samples for profile in profiles}
         line["nodes_exited"] = exited  # a node that died under load (see its node.log)
         line["nodes_signalled"] = signalled_nodes(directory, nodes)  # not by us: we stop later
         line["target_met"] = line["target_met"] and not exited
@@ -225,30 +251,37 @@ def bench(options: argparse.Namespace, directory: Path) -> dict[str, Any]:
         stop_nodes(processes)
 
 
-def main() -> int:
-    options = arguments()
+def run_benchmark(name: str, options: argparse.Namespace,
+                  bench_in: Callable[[argparse.Namespace, Path], dict[str, Any]]) -> int:
+    """Run ``bench_in(options, directory)`` in a fresh temp directory, stopping on SIGTERM
+    or SIGINT; print its JSON line (or the error's); keep the directory on failure or
+    ``--keep``. Exit 0 when the line's target was met, 1 when not, 2 when it could not run."""
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _on_signal)
-    directory = Path(tempfile.mkdtemp(prefix="medledger-bench-cluster-"))
+    directory = Path(tempfile.mkdtemp(prefix=f"medledger-{name}-"))
     failed = True
     try:
-        line = bench(options, directory)
-        failed = bool(line["nodes_exited"] or line["nodes_signalled"] or line["failed"]
-                      or line["chain_check"] != "ok")
+        line = bench_in(options, directory)
+        failed = bool(line["nodes_exited"] or line["nodes_signalled"] or line.get("failed")
+                      or line.get("chain_check", "ok") != "ok")
     except (Stop, RuntimeError, OSError, MedledgerError, BaseExceptionGroup) as error:
         cause = operating_error(error) if isinstance(error, BaseExceptionGroup) else error
         if cause is None:
             raise
-        print(json.dumps({"benchmark": "bench-cluster", "error": str(cause),
+        print(json.dumps({"benchmark": name, "error": str(cause),
                           "directory": str(directory)}))
         return 2
     finally:
         if options.keep or failed:
-            print(f"bench-cluster: cluster directory kept: {directory}", file=sys.stderr)
+            print(f"{name}: cluster directory kept: {directory}", file=sys.stderr)
         else:
             shutil.rmtree(directory, ignore_errors=True)
     print(json.dumps(line))
     return 0 if line["target_met"] else 1
+
+
+def main() -> int:
+    return run_benchmark("bench-cluster", arguments(), bench)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ import os
 import statistics
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.errors import ConfigError
-from node.loadtest.config import load
+from node.loadtest.config import LoadtestConfig, load
 from node.loadtest.stats import (
     CommitRecord,
     RoundRecords,
@@ -150,3 +151,23 @@ def test_the_example_config_loads() -> None:
     config = load(["-c", str(Path(__file__).resolve().parent.parent / "configs/loadtest.toml")])
     assert config.workers == 3 and len(config.urls) == 3
     assert sum(config.weights.values()) == 100
+
+
+def test_progress_gives_the_time_left() -> None:
+    from types import SimpleNamespace
+
+    from node.loadtest.progress import eta
+
+    def round_at(submitted: int = 0, deadline: float = math.inf) -> Any:
+        tracker = SimpleNamespace(measured=SimpleNamespace(submitted=submitted))
+        return SimpleNamespace(tracker=tracker, warmup_end=10.0, measured_end=40.0,
+                               drain_deadline=deadline)
+
+    by_time = LoadtestConfig(duration_seconds=30.0)
+    assert eta(round_at(), by_time, 25.0, "measured") == "15 s"
+    assert eta(round_at(), by_time, 4.0, "warm-up") == "36 s"
+    assert eta(round_at(deadline=32.0), by_time, 25.0, "draining") == "<= 7 s"
+    by_count = LoadtestConfig(tx_count=1000)
+    # 250 txs in the first 5 measured seconds: 750 more at 50 tx/s.
+    assert eta(round_at(submitted=250), by_count, 15.0, "measured") == "15 s"
+    assert eta(round_at(), by_count, 4.0, "warm-up") == "-"

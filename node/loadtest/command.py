@@ -31,7 +31,8 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -49,6 +50,7 @@ from node.loadtest.chain import (
     with_preparation,
 )
 from node.loadtest.config import MIX_HEALTHCARE, LoadtestConfig, load
+from node.loadtest.environment import describe as describe_environment
 from node.loadtest.pool import worker_pool
 from node.loadtest.prepare import Prepared, prepare
 from node.loadtest.progress import Progress
@@ -56,6 +58,8 @@ from node.loadtest.rate import CONTROLLER_RAMP, FixedRate, RateController, split
 from node.loadtest.runner import Round, RoundOutcome, RoundPlan
 from node.loadtest.stats import (
     RoundRecords,
+    by_type,
+    latency_cdf,
     latency_histogram,
     per_second_series,
     summarize,
@@ -101,6 +105,10 @@ class Observation:
 
 
 def main(argv: Sequence[str]) -> int:
+    if list(argv[:1]) == ["compare"]:
+        from node.loadtest.compare import main as compare_main
+
+        return compare_main(argv[1:])
     try:
         config = load(argv)
     except ConfigError as error:
@@ -119,9 +127,11 @@ def main(argv: Sequence[str]) -> int:
 
 
 def run(config: LoadtestConfig, *, stream: TextIO,
-        processes: Sequence[tuple[str, int]] = ()) -> RunResult:
+        processes: Sequence[tuple[str, int]] = (),
+        around_measure: Callable[[], AbstractContextManager[Any]] = nullcontext) -> RunResult:
     """The whole load test. ``processes`` (name, pid) are sampled besides the local
-    targets found by port; progress goes to ``stream``."""
+    targets found by port; progress goes to ``stream``; ``around_measure`` is entered
+    for the measured round and the drain (bench-cluster's profiler)."""
     targets = trio.run(discover_targets, config.urls)
     run_tag = config.run_tag or secrets.token_hex(4)
     say = Progress(stream, enabled=config.progress)
@@ -141,9 +151,10 @@ def run(config: LoadtestConfig, *, stream: TextIO,
              f"({sum(counts) / max(signing_seconds, 1e-9):,.0f} tx/s)")
     named = _processes(config, targets, processes)
     outcome, observation, chain_check = trio.run(
-        _measure, config, _plan(config, pools), named, say)
+        _measure, config, _plan(config, pools), named, say, around_measure)
     report = build_report(config, run_tag, targets, prepared, outcome, observation,
                           chain_check, signing_seconds=signing_seconds, pool_txs=sum(counts))
+    report["environment"] = trio.run(describe_environment, targets)
     from node.loadtest.report import write_reports
 
     name = config.report_name or f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}-{run_tag}"
@@ -234,7 +245,9 @@ def _processes(config: LoadtestConfig, targets: Sequence[TargetInfo],
 
 
 async def _measure(config: LoadtestConfig, plan: RoundPlan, processes: Sequence[tuple[str, int]],
-                   say: Progress) -> tuple[RoundOutcome, Observation, dict[str, Any]]:
+                   say: Progress,
+                   around_measure: Callable[[], AbstractContextManager[Any]] = nullcontext,
+                   ) -> tuple[RoundOutcome, Observation, dict[str, Any]]:
     first_height = await head_height(config.urls[0])
     round_ = Round(plan)
     observation = Observation(ProcessSampler(processes))
@@ -245,7 +258,8 @@ async def _measure(config: LoadtestConfig, plan: RoundPlan, processes: Sequence[
         nursery.start_soon(say.follow, round_, config)
         await trio.sleep(max(0.0, round_.warmup_end - time.monotonic()))
         observation.metrics_before = await _scrape_nodes(round_, observation, config.urls)
-        await round_.finished.wait()
+        with around_measure():  # the measured round and the drain
+            await round_.finished.wait()
         observation.metrics_after = await _scrape_nodes(round_, observation, config.urls)
         nursery.cancel_scope.cancel()
     outcome = round_.outcome()
@@ -397,6 +411,9 @@ def build_report(config: LoadtestConfig, run_tag: str, targets: Sequence[TargetI
                    "failed": warmup.failed, "timed_out": warmup.timed_out},
         "series": per_second_series(records),
         "latency_histogram": latency_histogram(latencies),
+        "latency_cdf": latency_cdf(latencies),
+        "by_type": by_type(records, outcome.measured.submitted_by_type,
+                           outcome.measured.committed_by_type),
         "mix": _mix(prepared, outcome),
         "resources": _resources(observation, outcome),
         "nodes": _nodes(observation, outcome),

@@ -17,6 +17,24 @@ LINE_INTERVAL_SECONDS = 5.0
 BAR_WIDTH_CHARACTERS = 30
 
 
+def eta(round_: Round, config: LoadtestConfig, now: float, phase: str) -> str:
+    """Time left in the round: the planned seconds left, or for a round of N txs the txs
+    left at the measured send rate; while draining, at most the drain timeout left."""
+    if phase == "draining":
+        if not math.isfinite(round_.drain_deadline):
+            return "-"
+        return f"<= {max(round_.drain_deadline - now, 0.0):,.0f} s"
+    if config.tx_count:
+        if phase == "warm-up":
+            return "-"
+        sent = round_.tracker.measured.submitted
+        measured_for = now - round_.warmup_end
+        if sent <= 0 or measured_for <= 0:
+            return "-"
+        return f"{max(config.tx_count - sent, 0) / (sent / measured_for):,.0f} s"
+    return f"{max(round_.measured_end - now, 0.0):,.0f} s"
+
+
 class Progress:
     def __init__(self, stream: TextIO, *, enabled: bool = True) -> None:
         self.stream = stream
@@ -66,7 +84,7 @@ class Progress:
         measured = tracker.measured
         counts = (f"{elapsed:6.1f} s {phase:8}  submitted {measured.submitted:>9,}  "
                   f"committed {measured.committed:>9,}  in flight {in_flight:>7,}  "
-                  f"{rate:>8,.0f} tx/s")
+                  f"{rate:>8,.0f} tx/s  ETA {eta(round_, config, now, phase)}")
         return f"[{bar}] {counts}" if self.terminal else counts.strip()
 
     def summary(self, report: dict[str, Any]) -> None:

@@ -3,8 +3,10 @@
 The HTML has no script and loads nothing: its charts are SVG drawn here (throughput over
 time, the latency histogram, latency percentiles over time, node CPU over time), so it
 opens anywhere, offline, and renders the same in a headless browser. Its tables give the
-tx mix that ran (and the configured types left out, with the reason), each node's CPU,
-memory and open files from its /metrics, and local processes from /proc.
+figures per tx type (sent, committed, invalid by reason, latency percentiles), the tx mix
+that ran (and the configured types left out, with the reason), each node's CPU, memory
+and open files from its /metrics, local processes from /proc, and the environment (the
+load tester's and each node's software, the host's CPU); a chart gives the latency CDF.
 """
 
 from __future__ import annotations
@@ -194,6 +196,12 @@ def _charts(report: dict[str, Any]) -> list[tuple[str, str]]:
     charts.append(("Commit latency histogram", bar_chart(
         labels, histogram.get("counts", []), title="latency histogram",
         x_label="latency, ms (lower bin edge, logarithmic bins)", y_label="txs")))
+    cdf = report.get("latency_cdf", [])
+    if cdf:
+        charts.append(("Commit latency CDF", line_chart(
+            [("share of txs committed within", [(latency * 1000, share)
+                                                for latency, share in cdf])],
+            title="latency cdf", x_label="latency, ms", y_label="share of txs")))
     percentile_lines = [
         (name, [(x, y * 1000) for x, y in _pairs(seconds, series.get(key, []))])
         for name, key in (("p50", "latency_p50_seconds"), ("p95", "latency_p95_seconds"),
@@ -318,6 +326,32 @@ th { background: #f0f0f0; } .empty { color: #888; } pre { font-size: 12px; }
 """
 
 
+def _type_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [[row["tx_type"], str(row["submitted"]), str(row["committed"]), str(row["invalid"]),
+             json.dumps(row["invalid_by_reason"]) if row["invalid_by_reason"] else NOTHING,
+             *(_format(row.get(f"{name}_ms")) for name in ("p50", "p95", "p99"))]
+            for row in report.get("by_type", [])]
+
+
+def _environment_rows(report: dict[str, Any]) -> list[list[str]]:
+    environment = report.get("environment") or {}
+    if not environment:
+        return []
+    tester, host = environment.get("load_tester", {}), environment.get("host", {})
+    memory = host.get("memory_bytes")
+    rows = [["load tester", f"medledger {tester.get('version', '?')}, Python "
+             f"{tester.get('python', '?')}, " + ", ".join(
+                 f"{name} {version}" for name, version in tester.get("libraries", {}).items())],
+            ["host", f"{host.get('cpu_model', '?')}, {host.get('cpus', '?')} CPUs, "
+             f"{_mebibytes(memory)} memory, {host.get('system', '')} {host.get('kernel', '')}"]]
+    for node in environment.get("nodes", []):
+        software = (f"medledger {node['version']}, Python {node.get('python', '?')}, "
+                    f"libp2p {node.get('libp2p', '?')}" if "version" in node
+                    else f"/version failed: {node.get('error', '?')}")
+        rows.append([f"node {node.get('url', '?')} ({node.get('role', '?')})", software])
+    return rows
+
+
 def _mix_sections(report: dict[str, Any]) -> list[str]:
     """The tx types that ran (measured round), and the configured ones left out, why."""
     rows = _mix_rows(report)
@@ -341,6 +375,11 @@ def render_html(report: dict[str, Any]) -> str:
                 _table(_summary_rows(report), ("measure", "value"))]
     for heading, chart in _charts(report):
         sections += [f"<h2>{html.escape(heading)}</h2>", chart]
+    types = _type_rows(report)
+    if types:
+        sections += ["<h2>By transaction type (measured round)</h2>",
+                     _table(types, ("type", "sent", "committed valid", "invalid",
+                                    "invalid by reason", "p50 ms", "p95 ms", "p99 ms"))]
     sections += _mix_sections(report)
     nodes = _node_rows(report)
     if nodes:
@@ -360,6 +399,9 @@ def render_html(report: dict[str, Any]) -> str:
     if stages:
         sections += ["<h2>Node pipeline stages during the measured round</h2>",
                      _table(stages, ("node", "stage", "seconds", "count", "mean"))]
+    environment = _environment_rows(report)
+    if environment:
+        sections += ["<h2>Environment</h2>", _table(environment, ("what", "versions"))]
     sections += ["<h2>Configuration</h2>",
                  f"<pre>{html.escape(json.dumps(report.get('config', {}), indent=2))}</pre>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -182,7 +182,8 @@ class Tracker:
             counts.invalid[code_name] += 1
         if sent.measured:
             self.commits.append(CommitRecord(sent.submitted_at - self.measured_start,
-                                             received_at - self.measured_start, code_name))
+                                             received_at - self.measured_start, code_name,
+                                             sent.tx_type))
 
     def recovered(self, tx_id: str, status: dict[str, Any]) -> None:
         """A tx found committed by tx_status after our subscription was lost."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ class CommitRecord:
     submitted_seconds: float
     committed_seconds: float
     code_name: str  # "OK" or the reason it is invalid
+    tx_type: str = ""  # the tx type's name, for the per-type table
 
     @property
     def latency_seconds(self) -> float:
@@ -80,6 +81,47 @@ def latency_summary(latencies_seconds: Sequence[float]) -> dict[str, float | Non
     summary["min"] = ordered[0]
     summary["mean"] = math.fsum(ordered) / len(ordered)
     return summary
+
+
+# The latency CDF: these percentiles (a point each), plus the tail in finer steps.
+CDF_PERCENTILES = (*range(0, 100), 99.5, 99.9, 100)
+
+
+def latency_cdf(latencies_seconds: Sequence[float]) -> list[list[float]]:
+    """[latency seconds, fraction of txs at or below it] at each of CDF_PERCENTILES."""
+    ordered = sorted(latencies_seconds)
+    if not ordered:
+        return []
+    return [[percentile(ordered, float(percent)), percent / 100.0]
+            for percent in CDF_PERCENTILES]
+
+
+def _milliseconds(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
+
+
+def by_type(records: RoundRecords, submitted_by_type: Mapping[str, int],
+            committed_by_type: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One row per tx type that ran: sent, committed valid (with those found by tx_status
+    after a lost subscription), invalid by reason, and the latency percentiles of its
+    notified commits (valid or not), in milliseconds."""
+    commits: dict[str, list[CommitRecord]] = {}
+    for commit in records.commits:
+        commits.setdefault(commit.tx_type, []).append(commit)
+    rows = []
+    for tx_type in sorted(set(submitted_by_type) | set(commits)):
+        own = commits.get(tx_type, [])
+        invalid = Counter(commit.code_name for commit in own if commit.code_name != "OK")
+        latency = latency_summary([commit.latency_seconds for commit in own])
+        rows.append({
+            "tx_type": tx_type,
+            "submitted": submitted_by_type.get(tx_type, 0),
+            "committed": committed_by_type.get(tx_type, 0),
+            "invalid": sum(invalid.values()),
+            "invalid_by_reason": dict(sorted(invalid.items())),
+            **{f"{name}_ms": _milliseconds(latency[name]) for name in ("p50", "p95", "p99")},
+        })
+    return rows
 
 
 def histogram_edges_seconds() -> list[float]:
