@@ -28,13 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger.errors import LocalError
-from node.loadtest.system import (
-    CLOCK_TICKS_PER_SECOND,
-    PROC,
-    _descendants,
-    _process_tree,
-    cpu_seconds,
-)
+from node.loadtest.system import thread_cpu_seconds, tree_cpu_seconds
 
 SAMPLE_RATE_HZ = 100
 PY_SPY_STOP_TIMEOUT_S = 30.0
@@ -101,23 +95,6 @@ def parse_raw(lines: Iterable[str]) -> dict[int, Counter[str]]:
     return threads
 
 
-def thread_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU of every thread of ``pid`` (user + system), by thread id."""
-    seconds: dict[int, float] = {}
-    try:
-        tasks = list((PROC / str(pid) / "task").iterdir())
-    except OSError:
-        return seconds
-    for task in tasks:
-        try:
-            text = (task / "stat").read_text()
-        except OSError:
-            continue  # the thread ended
-        fields = text[text.rindex(")") + 2:].split()
-        seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
-    return seconds
-
-
 def attribute(samples: dict[int, Counter[str]], thread_cpu: dict[int, float],
               workers_cpu: float) -> dict[str, float]:
     """CPU seconds by subsystem: each sampled thread's CPU split by its samples, the
@@ -161,11 +138,11 @@ class NodeProfile:
              "--rate", str(SAMPLE_RATE_HZ), "--format", "raw", "-o", str(self.output)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._threads_before = thread_cpu_seconds(self.pid)
-        self._total_before = cpu_seconds_with_children(self.pid)
+        self._total_before = tree_cpu_seconds(self.pid)
 
     def stop(self) -> None:
         threads_after = thread_cpu_seconds(self.pid)
-        total_after = cpu_seconds_with_children(self.pid)
+        total_after = tree_cpu_seconds(self.pid)
         process = self._process
         assert process is not None, "start() first"
         process.send_signal(signal.SIGINT)  # py-spy writes its output and exits
@@ -186,12 +163,6 @@ class NodeProfile:
             samples = parse_raw(lines)
         self.samples = sum(sum(counts.values()) for counts in samples.values())
         self.cpu_seconds = attribute(samples, threads, workers)
-
-
-def cpu_seconds_with_children(pid: int) -> float:
-    """The process's CPU and its descendants' (the signature-check workers)."""
-    return sum(cpu_seconds(process) or 0.0
-               for process in _descendants(pid, _process_tree(), set()))
 
 
 @contextmanager

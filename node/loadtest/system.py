@@ -88,11 +88,9 @@ def pid_listening_on(port: int) -> int | None:
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
-        text = (PROC / str(pid) / "stat").read_text()
+        return _after_name((PROC / str(pid) / "stat").read_text())
     except OSError:
         return None
-    # The command name (field 2) may hold spaces and parentheses: split after its end.
-    return text[text.rindex(")") + 2:].split()
 
 
 def _process_tree() -> dict[int, list[int]]:
@@ -119,12 +117,40 @@ def _descendants(pid: int, tree: dict[int, list[int]], excluded: set[int]) -> li
     return found
 
 
-def cpu_seconds(pid: int) -> float | None:
-    fields = _stat_fields(pid)
-    if fields is None:
-        return None
+def _after_name(stat_text: str) -> list[str]:
+    # The command name (field 2) may hold spaces and parentheses: split after its end.
+    return stat_text[stat_text.rindex(")") + 2:].split()
+
+
+def _cpu_of(fields: list[str]) -> float:
     # After the name: state(0) ppid(1) ... utime(11) stime(12), in clock ticks.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+
+
+def cpu_seconds(pid: int) -> float | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else _cpu_of(fields)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of the process and of its descendants (a node's signature-check workers)."""
+    return sum(cpu_seconds(process) or 0.0
+               for process in _descendants(pid, _process_tree(), set()))
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU of every thread of ``pid`` (user + system), by thread id."""
+    seconds: dict[int, float] = {}
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return seconds
+    for task in tasks:
+        try:
+            seconds[int(task.name)] = _cpu_of(_after_name((task / "stat").read_text()))
+        except OSError:
+            continue  # the thread ended
+    return seconds
 
 
 def rss_bytes(pid: int) -> int | None:
