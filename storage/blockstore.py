@@ -14,6 +14,11 @@ not of the stored bytes), the checksum guards the stored bytes and an optional
 ``verify_block(block_hash, block_bytes) -> bool`` hook, given at construction, re-checks a
 block against its hash on every read (:class:`~storage.errors.BlockHashMismatchError`).
 
+Pruning (:meth:`BlockStore.prune_blocks_below`): an observer may delete old block bodies,
+oldest first, in bounded batches; ``m oldest`` names the oldest block still held. Reading a
+block below it raises :class:`~storage.errors.BlockPrunedError` naming that height; the
+hash and tx-index entries of pruned blocks stay (storage/keys.py says why).
+
 Duplicate tx ids: the index maps a tx id to its latest occurrence (within a block, the
 last position). ``ledger`` refuses a tx whose id is already on chain (``DUPLICATE``) before
 it enters a block, so this only matters for a byzantine proposer's block.
@@ -32,7 +37,12 @@ from ledger import limits
 from ledger.app.machine import new_state_digest, state_digest_update
 from storage import keys
 from storage.database import READ_ERRORS, Database, read_error, undecodable
-from storage.errors import BlockConflictError, BlockHashMismatchError, CorruptionError
+from storage.errors import (
+    BlockConflictError,
+    BlockHashMismatchError,
+    BlockPrunedError,
+    CorruptionError,
+)
 
 # The first block of a chain (genesis). An empty store accepts only this height first
 # (or any height after a state import).
@@ -53,6 +63,11 @@ STATE_WRITES_PER_BATCH_MAX = 16 * limits.BLOCK_TXS_MAX
 # Blocks returned by one range read, whatever their size: bounds the Python objects one
 # sync request can make us build.
 RANGE_BLOCKS_MAX = 1024
+
+# Block bodies one pruning batch deletes: a few hundred tombstones (~10 B each, whatever
+# the blocks' size), so one batch is a small, quick write that never holds up an apply
+# for long, and a node pruning steadily writes one batch per this many blocks applied.
+PRUNE_BATCH_BLOCKS_MAX = 256
 
 # Items returned by one state page read.
 STATE_PAGE_ITEMS_MAX = 4096
@@ -123,6 +138,10 @@ class BlockStore:
                 raise undecodable(keys.META_HEAD_KEY, f"{len(payload)} bytes, expected 40")
             height, block_hash = _HEAD.unpack(payload)
             self._head = ChainHead(height, block_hash)
+        payload = database.get(keys.META_OLDEST_BLOCK_KEY)
+        self._oldest_held = GENESIS_HEIGHT
+        if payload is not None:
+            self._oldest_held = self._decode_u64(keys.META_OLDEST_BLOCK_KEY, payload)
         generation = database.get(keys.META_STATE_GENERATION_KEY)
         if generation not in keys.STATE_GENERATIONS:
             raise undecodable(keys.META_STATE_GENERATION_KEY, f"{generation!r}")
@@ -147,6 +166,11 @@ class BlockStore:
     def applied_index(self) -> int:
         """The last Raft index applied (a block or an entry without one)."""
         return self._database.applied_index
+
+    def oldest_held_height(self) -> int:
+        """The oldest block whose body this store holds: blocks below it were pruned
+        (GENESIS_HEIGHT when none was; the genesis record itself is never pruned)."""
+        return self._oldest_held
 
     # ------------------------------------------------------------------ writes
 
@@ -208,6 +232,62 @@ class BlockStore:
         database.applied_index = applied_index
         return True
 
+    def prune_blocks_below(
+        self, keep_from: int, *, blocks_max: int = PRUNE_BATCH_BLOCKS_MAX
+    ) -> int:
+        """Delete the bodies of the oldest held blocks below ``keep_from``, at most
+        ``blocks_max`` of them, in ONE unsynced batch that also moves ``m oldest`` past
+        them. Returns the number of heights deleted (0: nothing left below
+        ``keep_from``). The genesis record and the head are never pruned (assertions).
+        Call it repeatedly to prune a longer range; the node runs it as a write, one at a
+        time with applies.
+
+        The marker goes in the same batch as the deletes, and that is what keeps a crash
+        at any instant harmless: LevelDB writes a batch whole or not at all, so after a
+        crash every block from ``m oldest`` to the head is stored and none below it is
+        (readers trust ``m oldest``: a block missing above it would be reported as damage,
+        not as pruned). Written after the deletes, a crash between the two would leave
+        such a hole. Written before them, as a bound, it would be safe for readers, but
+        the blocks a crash left below it would never be deleted: pruning restarts at the
+        marker. Unsynced is enough: a batch lost with the OS is lost whole, marker
+        included, and pruning simply does it again; the next synced write (every apply
+        on an observer) makes it durable."""
+        assert 0 < blocks_max <= PRUNE_BATCH_BLOCKS_MAX
+        head = self._head
+        assert head is not None and keep_from <= head.height, "the head is never pruned"
+        previous = self._oldest_held
+        # The first block stored at or above the marker: blocks below a state import's
+        # height were never stored, and deleting their keys one by one would be waste.
+        floor = max(previous, GENESIS_HEIGHT + 1)
+        first = self._first_stored_height(floor, keep_from)
+        end = min(keep_from, first + blocks_max)
+        if end <= floor:
+            return 0
+        database = self._database
+        batch = database.batch(sync=False)
+        for height in range(first, end):
+            batch.delete(keys.block_key(height))
+        batch.put(keys.META_OLDEST_BLOCK_KEY,
+                  keys.seal(keys.META_OLDEST_BLOCK_KEY, _pack_u64(end)))
+        # Raised before the write: a reader that misses a block deleted now must see why.
+        self._oldest_held = end
+        try:
+            database.write(batch, f"pruning blocks {first}..{end - 1}")
+        except BaseException:
+            self._oldest_held = previous  # a reopen reads what LevelDB really kept
+            raise
+        return end - first
+
+    def _first_stored_height(self, start: int, stop: int) -> int:
+        """The lowest stored block height in ``[start, stop)``, or ``stop`` if none."""
+        if start >= stop:
+            return stop
+        for key, _ in self._database.iterate(
+            start=keys.block_key(start), stop=keys.block_key(stop), include_value=False
+        ):
+            return int(keys.U64.unpack_from(key, 1)[0])
+        return stop
+
     def _assert_applicable(
         self, height: int, block_hash: bytes, block_bytes: bytes, tx_ids: Sequence[bytes],
         tx_results: Sequence[int], state_writes: Mapping[bytes, bytes | None],
@@ -264,14 +344,24 @@ class BlockStore:
     # ------------------------------------------------------------------ block reads
 
     def block(self, height: int) -> StoredBlock | None:
+        """Block ``height``, or None if it was never stored (above the head, or below a
+        state import). A pruned one raises BlockPrunedError."""
         key = keys.block_key(height)
         try:
             value = self._database.db.get(key, verify_checksums=True)
         except READ_ERRORS as error:
             raise read_error(key, error) from None
         if value is None:
+            self._raise_if_pruned(height)
             return None
         return self._decode_block(key, height, value)
+
+    def _raise_if_pruned(self, height: int) -> None:
+        # Read the marker after the miss: pruning raises it before it deletes, so a block
+        # deleted under this read is reported as pruned, never as missing.
+        oldest = self._oldest_held
+        if GENESIS_HEIGHT < height < oldest:
+            raise BlockPrunedError(height, oldest)
 
     def block_by_hash(self, block_hash: bytes) -> StoredBlock | None:
         payload = self._database.get(keys.block_hash_key(block_hash))
@@ -291,7 +381,8 @@ class BlockStore:
     ) -> list[StoredBlock]:
         """Blocks ``first_height ..= last_height`` in order: at least the first (if
         stored), then more while their total size stays within ``size_bytes_max``, at
-        most RANGE_BLOCKS_MAX; stops early at the first missing height."""
+        most RANGE_BLOCKS_MAX; stops early at the first missing height. A range that
+        starts at a pruned block raises BlockPrunedError."""
         assert first_height <= last_height
         result: list[StoredBlock] = []
         total_bytes = 0
@@ -317,6 +408,8 @@ class BlockStore:
                     expected += 1
         except READ_ERRORS as error:
             raise read_error(key, error) from None
+        if not result:
+            self._raise_if_pruned(first_height)
         return result
 
     def transaction(self, tx_id: bytes) -> TxLocation | None:

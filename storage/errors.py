@@ -2,16 +2,20 @@
 
 Local causes (our disk, our data directory) are :class:`StorageError`s; a stored value that
 fails its checksum is a :class:`CorruptionError` and names the key. Bytes a peer sent us
-for state sync that do not add up are a :class:`RemoteError`.
+for state sync that do not add up are a :class:`RemoteError`. A block this node pruned on
+purpose is a :class:`BlockPrunedError` (our configuration, not damage).
 """
 
 from __future__ import annotations
 
-from ledger.errors import CorruptionError, RemoteError, StorageError
+import re
+
+from ledger.errors import CorruptionError, LocalError, RemoteError, StorageError
 
 __all__ = [
     "BlockConflictError",
     "BlockHashMismatchError",
+    "BlockPrunedError",
     "ChainMismatchError",
     "CorruptionError",
     "DataDirectoryInUseError",
@@ -65,3 +69,29 @@ class BlockHashMismatchError(CorruptionError):
 
 class StateChunkError(RemoteError):
     """A state-sync chunk from a peer is out of order or its running digest is wrong."""
+
+
+class BlockPrunedError(LocalError):
+    """Block ``height`` (or a range starting at it) lies below the oldest block whose body
+    this store holds: it was pruned (``[storage] retain_blocks``). Not damage, and not a
+    StorageError: the store is fine, the data was deleted on purpose."""
+
+    def __init__(self, height: int, oldest_height: int) -> None:
+        super().__init__(
+            f"block {height} is pruned on this node: the oldest block it holds is "
+            f"{oldest_height}"
+        )
+        self.height = height
+        self.oldest_height = oldest_height
+
+    @staticmethod
+    def oldest_height_in(message: str) -> int | None:
+        """The oldest height a BlockPrunedError's message names, wherever it is quoted
+        (a peer's sync answer carries it as text), or None."""
+        found = _PRUNED_MESSAGE.search(message)
+        return None if found is None else int(found[1])
+
+
+# What BlockPrunedError says, for reading it back out of a peer's answer (at most 20 digits:
+# a u64).
+_PRUNED_MESSAGE = re.compile(r"is pruned on this node: the oldest block it holds is ([0-9]{1,20})")

@@ -28,11 +28,19 @@ key                        holds                             value payload (afte
 ``m state``                live state generation             one byte, ``0`` or ``1``
 ``m import``               a state import in progress        target height u64, block hash,
                                                              applied index u64, chunks u64
+``m oldest``               the oldest block whose body is    height u64
+                           held (absent: none was pruned)
 =========================  ================================  ==================================
 
 Application state lives under one of two *generations* (``s0`` / ``s1``): ``m state`` names
 the live one. A state import writes the other generation and switches ``m state`` in one
 small batch, so the swap is atomic; the old generation is then deleted in bounded batches.
+
+Pruning (an observer's ``[storage] retain_blocks``) deletes the ``b`` entries (block bodies)
+below ``m oldest``, in the same batch that moves ``m oldest``. The ``h`` and ``t`` entries of
+pruned blocks stay: the tx index is what tells a replayed tx apart (``DUPLICATE``, a rule
+every node must apply alike), and both let a query for pruned data say it was pruned rather
+than that it never existed.
 
 Sealed values: every stored value is ``crc32(key + payload)`` (4 bytes, big-endian)
 followed by the payload. The checksum covers the key, so a value that lands under the wrong
@@ -69,6 +77,7 @@ META_HEAD_KEY = b"mhead"
 META_APPLIED_KEY = b"mapplied"
 META_STATE_GENERATION_KEY = b"mstate"
 META_IMPORT_KEY = b"mimport"
+META_OLDEST_BLOCK_KEY = b"moldest"
 
 STATE_GENERATIONS = (b"0", b"1")
 
