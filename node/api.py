@@ -104,6 +104,9 @@ class NodeAPI(Protocol):
         """(height, block hash) of the last applied block; (0, zero hash) before any."""
         ...
 
+    # The three reads below raise storage.errors.BlockPrunedError (naming the oldest block
+    # held) for a block, or a tx in a block, that this node pruned ([storage] retain_blocks).
+
     def block_by_height(self, height: int) -> Block | None: ...
 
     def block_by_hash(self, block_hash: bytes) -> Block | None: ...

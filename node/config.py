@@ -86,6 +86,15 @@ class MempoolSection:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageSection:
+    # Observers only: keep the bodies of the newest this many blocks and delete older ones
+    # in the background (0: keep every block). Older blocks, and txs in them, are then
+    # answered with an error naming the oldest block held. Validators ignore it: their
+    # peers may still need every block.
+    retain_blocks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class LogSection:
     level: str = "info"
     # "json" (default, for services) or "console" (for people at a terminal).
@@ -100,6 +109,7 @@ class NodeConfig:
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
     block: BlockSection = field(default_factory=BlockSection)
     mempool: MempoolSection = field(default_factory=MempoolSection)
+    storage: StorageSection = field(default_factory=StorageSection)
     log: LogSection = field(default_factory=LogSection)
     # The directory relative paths are resolved against (the config file's directory).
     base_dir: str = "."
@@ -259,6 +269,8 @@ def validate(config: NodeConfig) -> None:
         (0 <= config.rpc.port <= 65535, "[rpc] port must be in 0..65535"),
         (config.node.validation_workers >= 0, "[node] validation_workers must be >= 0"),
         (config.node.stall_timeout_s > 0, "[node] stall_timeout_s must be > 0"),
+        (config.storage.retain_blocks >= 0,
+         "[storage] retain_blocks must be >= 0 (0 keeps every block)"),
         (config.log.format in ("json", "console"), "[log] format must be json or console"),
         (
             config.log.level in ("debug", "info", "warning", "error"),

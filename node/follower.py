@@ -5,6 +5,11 @@ the peers ahead of them, highest head first, and apply the next block when gossi
 it. The leader gossips every block it applied, from its own task and queue (the apply
 loop never waits on gossip; when gossip falls behind the oldest blocks are dropped and
 observers sync them). Every node answers its peers' head and block-range requests.
+
+A peer that pruned the blocks we need next (an observer with ``[storage] retain_blocks``)
+answers a range request with an error naming the oldest block it holds; we then ask the
+other peers, and skip that one until we reach its oldest block (or, in case it got its
+blocks back, for at most PRUNED_PEER_MEMORY_SECONDS).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from node.membership import Membership
 from node.p2p import wire
 from node.p2p.transport import Transport, publish_quietly
 from node.raft_driver import RaftDriver, SnapshotToRestore
+from storage.errors import BlockPrunedError
 
 # Applied blocks waiting for the leader's block gossip task; older ones are dropped
 # when it falls behind (observers sync what they miss).
@@ -35,6 +41,9 @@ BLOCK_GOSSIP_QUEUE_MAX = 64
 FOLLOW_INTERVAL_SECONDS = 1.0
 HEAD_TIMEOUT_S = 3.0
 BLOCKS_TIMEOUT_S = 30.0
+# How long a peer's answer "pruned: my oldest block is H" keeps us from asking it for
+# blocks below H again; then it is asked once more (its data directory may have changed).
+PRUNED_PEER_MEMORY_SECONDS = 60.0
 
 
 class Follower:
@@ -58,13 +67,17 @@ class Follower:
             maxlen=BLOCK_GOSSIP_QUEUE_MAX)
         self._gossip_wakeup = trio.Event()
         self.sync_failures = 0
+        # peer id -> (the oldest block it said it holds, when): peers that pruned what we
+        # need next are skipped. One entry per peer at most, dropped when it leaves.
+        self._pruned_peers: dict[str, tuple[int, float]] = {}
 
     def attach(self, transport: Transport) -> None:
         self._transport = transport
         transport.on_gossip(wire.topic_blocks(self._chain_id), self.on_block_gossip)
 
     def statistics(self) -> dict[str, int]:
-        return {"sync_failures": self.sync_failures, "blocks_to_gossip": len(self._to_gossip)}
+        return {"sync_failures": self.sync_failures, "blocks_to_gossip": len(self._to_gossip),
+                "pruned_peers_skipped": len(self._pruned_peers)}
 
     def _following(self) -> bool:
         """Validators apply through raft (and sync only to restore a snapshot)."""
@@ -131,9 +144,9 @@ class Follower:
         assert self._transport is not None
         ahead: list[tuple[int, str]] = []
         heights: list[int] = []
-        for peer in self._transport.peers():
-            if not peer.connected:
-                continue
+        peers = [peer for peer in self._transport.peers() if peer.connected]
+        self._forget_pruned_peers({peer.peer_id for peer in peers})
+        for peer in peers:
             try:
                 answer = await self._transport.request(
                     peer.peer_id, wire.Request(wire.RequestKind.GET_HEAD, 0, 0, ()).encode(),
@@ -142,7 +155,7 @@ class Follower:
             except (MedledgerError, OSError, trio.TooSlowError):
                 continue
             heights.append(head.height)
-            if head.height > self._chain.height:
+            if head.height > self._chain.height and not self._pruned_below_us(peer.peer_id):
                 ahead.append((head.height, peer.peer_id))
         if heights:
             self.peer_head_height = max(heights)
@@ -170,11 +183,29 @@ class Follower:
                 await self._applier.apply_from_peer(data)
         except (MedledgerError, OSError, trio.TooSlowError) as error:
             self.sync_failures += 1
-            self._log.info("block sync failed", peer=peer_id, error=str(error))
+            oldest = BlockPrunedError.oldest_height_in(str(error))
+            if oldest is not None:
+                self._pruned_peers[peer_id] = (oldest, self._clock.monotonic())
+                self._log.info("peer pruned the blocks we need; asking other peers",
+                               peer=peer_id, from_height=request.from_height,
+                               peer_oldest_block_height=oldest)
+            else:
+                self._log.info("block sync failed", peer=peer_id, error=str(error))
             return False
         finally:
             self._catching_up = False
         return bool(blocks.blocks)
+
+    def _pruned_below_us(self, peer_id: str) -> bool:
+        """Whether the peer said it no longer holds the next block we need."""
+        known = self._pruned_peers.get(peer_id)
+        return known is not None and self._chain.height + 1 < known[0]
+
+    def _forget_pruned_peers(self, connected: set[str]) -> None:
+        now = self._clock.monotonic()
+        for peer_id, (_, seen_at) in list(self._pruned_peers.items()):
+            if peer_id not in connected or now - seen_at > PRUNED_PEER_MEMORY_SECONDS:
+                del self._pruned_peers[peer_id]
 
     async def restore_snapshot(self, snapshot: SnapshotToRestore) -> None:
         """Raft installed a snapshot: sync the blocks up to the height it names."""
@@ -198,6 +229,8 @@ class Follower:
             raise RemoteError("bad block range")
         last = min(request.to_height,
                    request.from_height + wire.SYNC_BLOCKS_PER_RESPONSE_MAX - 1)
+        # A range that starts at a block pruned here raises BlockPrunedError: the asker
+        # gets it as the failure reason (naming our oldest block) and asks another peer.
         stored = await trio.to_thread.run_sync(
             lambda: chain.blocks.blocks(request.from_height, last,
                                         size_bytes_max=wire.SYNC_RESPONSE_BYTES_MAX)

@@ -12,6 +12,8 @@
      ├── admission     node/admission: submit, check, admit; tx gossip in and out
      ├── forwarder     node/forwarding: this node's txs to the leader, in order
      ├── follower      node/follower: block sync and block gossip; serves peers' reads
+     ├── pruner        node/pruning: observers with [storage] retain_blocks delete old
+     │                 block bodies in the background, in bounded batches
      ├── membership    node/membership: the validator set; raft conf changes (leader)
      └── rpc server    node/rpc: JSON-RPC, WebSocket, /metrics, /healthz, /readyz
 
@@ -56,6 +58,7 @@ from node.membership import Membership
 from node.mempool import Mempool
 from node.p2p import wire
 from node.p2p.transport import Transport
+from node.pruning import Pruner
 from node.raft_driver import APPLY_QUEUE_ENTRIES_MAX, ApplyItem, RaftDriver, SnapshotToRestore
 from node.version import VERSION
 from storage.store import Store
@@ -162,6 +165,12 @@ class Node:
         self.follower = Follower(chain=chain, applier=self.applier, membership=self.membership,
                                  chain_id=self.chain_id, log=self.log, driver=driver,
                                  clock=self.clock)
+        self.pruner: Pruner | None = None
+        if self.config.storage.retain_blocks > 0:
+            self.pruner = Pruner(chain=chain, applier=self.applier,
+                                 retain_blocks=self.config.storage.retain_blocks,
+                                 is_validator=lambda: self.is_validator, log=self.log)
+            self.events.subscribe(self.pruner.on_applied)
         self.probes = Health(clock=self.clock, stall_timeout_s=self.config.node.stall_timeout_s,
                              chain=chain, follower=self.follower, disk=self.disk,
                              driver=driver, is_validator=lambda: self.is_validator)
@@ -201,6 +210,8 @@ class Node:
         await nursery.start(self.applier.run, receive_channel)
         for service in (self.follower, self.admission, self.forwarder, self.membership):
             await nursery.start(service.run)
+        if self.pruner is not None:
+            await nursery.start(self.pruner.run)
         if self._rpc_enabled:
             from node.rpc.app_methods import app_method_specs
             from node.rpc.server import RpcServer
@@ -293,7 +304,8 @@ class Node:
         role, term, leader, commit = "observer", 0, None, chain.applied_index()
         behind = self.probes.behind()
         extra: dict[str, Any] = {"data_dir_free_bytes": free_bytes(self.config.data_dir),
-                                 "behind": behind, "stalled": self.probes.stalled(behind)}
+                                 "behind": behind, "stalled": self.probes.stalled(behind),
+                                 "oldest_block_height": chain.blocks.oldest_held_height()}
         if driver is not None:
             raft_status = driver.raw_node.status()
             role = raft_status.soft_state.role.value
@@ -340,8 +352,9 @@ class Node:
     def statistics(self) -> dict[str, dict[str, int]]:
         """Each service's counters (for logs and tests)."""
         names = ("admission", "forwarder", "builder", "applier", "follower", "membership",
-                 "feeds")
-        return {name: getattr(self, name).statistics() for name in names}
+                 "feeds", "pruner")
+        return {name: getattr(self, name).statistics() for name in names
+                if getattr(self, name) is not None}
 
     def peers(self) -> Sequence[PeerInfo]:
         validator_peers = self.membership.validator_peers()

@@ -30,6 +30,10 @@ code    name                       meaning
                                    started). Txs sent to a node without a leader are
                                    admitted and forwarded later, not refused.
 -32011  timeout                    the node did not answer within the call's deadline
+-32012  pruned                     the block (or the tx's block) is older than the oldest
+                                   block this node holds: it keeps only recent blocks
+                                   (``[storage] retain_blocks``); ``data`` is ``{height,
+                                   oldest_height}``. Ask a validator or an unpruned node.
 ======  =========================  ==========================================================
 """
 
@@ -53,6 +57,7 @@ SUBSCRIPTION_OVERFLOW = -32005
 TOO_MANY_SUBSCRIPTIONS = -32006
 NOT_READY = -32010
 TIMEOUT = -32011
+PRUNED = -32012
 
 
 class RpcError(MedledgerError):
@@ -138,6 +143,14 @@ class Timeout(RpcError, LocalError):
     code, name, default_message = TIMEOUT, "timeout", "The node did not answer in time"
 
 
+class Pruned(RpcError, LocalError):
+    code, name, default_message = (
+        PRUNED,
+        "pruned",
+        "Pruned: older than the oldest block this node holds",
+    )
+
+
 ERROR_CLASSES: tuple[type[RpcError], ...] = (
     ParseError,
     InvalidRequest,
@@ -153,6 +166,7 @@ ERROR_CLASSES: tuple[type[RpcError], ...] = (
     TooManySubscriptions,
     NotReady,
     Timeout,
+    Pruned,
 )
 assert len({error.code for error in ERROR_CLASSES}) == len(ERROR_CLASSES), "codes are unique"
 

@@ -25,6 +25,7 @@ from node.rpc.context import CallContext
 from node.rpc.errors import (
     InvalidParams,
     NotFound,
+    Pruned,
     Timeout,
     TooManySubscriptions,
     TxRejected,
@@ -54,6 +55,7 @@ from node.rpc.subscriptions import (
     TOPICS,
     WebSocketSession,
 )
+from storage.errors import BlockPrunedError
 
 # Admin tokens are compared whole; anything longer than this is not one of ours.
 TOKEN_LENGTH_MAX = 256
@@ -99,20 +101,34 @@ async def chain_head(call: CallContext, params: dict[str, Any]) -> Any:
     return {"height": height, "hash": hex_bytes(head_hash)}
 
 
+def pruned(error: BlockPrunedError) -> Pruned:
+    return Pruned(
+        f"Pruned: block {error.height} is no longer held by this node, which keeps only "
+        f"recent blocks; the oldest block it holds is {error.oldest_height}",
+        data={"height": error.height, "oldest_height": error.oldest_height},
+    )
+
+
 async def chain_get_block(call: CallContext, params: dict[str, Any]) -> Any:
-    if params["height"] is not None:
-        block = call.node.block_by_height(params["height"])
-        key = f"height {params['height']}"
-    else:
-        block = call.node.block_by_hash(params["hash"])
-        key = f"hash {hex_bytes(params['hash'])}"
+    try:
+        if params["height"] is not None:
+            block = call.node.block_by_height(params["height"])
+            key = f"height {params['height']}"
+        else:
+            block = call.node.block_by_hash(params["hash"])
+            key = f"hash {hex_bytes(params['hash'])}"
+    except BlockPrunedError as error:
+        raise pruned(error) from None
     if block is None:
         raise NotFound(f"Not found: no block with {key}")
     return block_view(block, full=params["full"])
 
 
 async def chain_get_tx(call: CallContext, params: dict[str, Any]) -> Any:
-    location = call.node.tx(params["tx_id"])
+    try:
+        location = call.node.tx(params["tx_id"])
+    except BlockPrunedError as error:
+        raise pruned(error) from None
     if location is None:
         raise NotFound(f"Not found: no committed tx {hex_bytes(params['tx_id'])}")
     header = location.block.header
@@ -284,7 +300,7 @@ def _chain_methods(limits_tx_filter_ids_max: int) -> list[MethodSpec]:
                 ParamSpec("full", Boolean(), "include every tx, raw and decoded",
                           required=False, default=False),
             ),
-            errors=(NotFound,),
+            errors=(NotFound, Pruned),
             exactly_one_of=("height", "hash"),
         ),
         MethodSpec(
@@ -294,7 +310,7 @@ def _chain_methods(limits_tx_filter_ids_max: int) -> list[MethodSpec]:
             ResultSpec("tx", "{tx_id, raw, tx, height, position, code, code_name, "
                        "block_hash, tx_root, proof}", OBJECT),
             params=(ParamSpec("tx_id", HASH, "SHA-256 of the raw tx"),),
-            errors=(NotFound,),
+            errors=(NotFound, Pruned),
         ),
         MethodSpec(
             "chain_subscribe", "Subscribe to newBlocks or txResults; notifications are "
