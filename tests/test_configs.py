@@ -21,6 +21,17 @@ def test_node_configs_load() -> None:
     assert devnet.log.format == "console"
 
 
+def test_retain_blocks_default_and_docs_agree() -> None:
+    from node.config import StorageSection
+
+    production = load_config(CONFIGS / "production.toml", environ={})
+    assert production.storage.retain_blocks == StorageSection().retain_blocks == 0
+    guide = (CONFIGS / "README.md").read_text()
+    assert "[storage]\nretain_blocks = 100000" in guide
+    assert "0 (the default) keeps every block" in guide
+    assert "-32012" in guide  # the error older queries answer
+
+
 def test_members_file_makes_a_genesis() -> None:
     genesis = genesis_from_members_file(CONFIGS / "members.example.toml")
     assert genesis.chain_id == "medledger-example"
