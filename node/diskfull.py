@@ -42,6 +42,13 @@ RETRY_INTERVAL_S = 1.0
 LOG_INTERVAL_S = 60.0
 
 
+class _NoSpace:
+    """What a write's thread answers when the reserve was not free (the write not done)."""
+
+
+NO_SPACE = _NoSpace()
+
+
 def free_bytes(path: Path) -> int:
     stats = os.statvfs(path)
     return stats.f_bavail * stats.f_frsize
@@ -91,18 +98,27 @@ class DiskFullGuard:
             self._log.warning("disk space available again: writes resumed", what=what,
                               stalled_s=round(trio.current_time() - stalled_at, 1))
 
+    def _call_with_space(self, function: Callable[[], T]) -> T | _NoSpace:
+        """In the worker thread: ``function()`` if the reserve is free, else NO_SPACE.
+        The check rides the write's own thread hop (one per write, not two: the hop
+        costs the event loop more than the statvfs)."""
+        if free_bytes(self._path) < self._reserve_bytes:
+            return NO_SPACE
+        return function()
+
     async def run_in_thread(self, function: Callable[[], T], *, what: str) -> T:
         """``trio.to_thread.run_sync(function)`` once the reserve is free; after a failed
         write for want of space, reopen the database and run ``function`` again."""
         while True:
             while self._reopen_needed:
                 await self._recover(what=what)
-            await self.wait_for_space(what=what)
-            if self._reopen_needed:
+            if self.full:  # stalled already: wait here, not one thread hop per retry
+                await self.wait_for_space(what=what)
                 continue
             self._writes_in_flight += 1
+            result: T | _NoSpace = NO_SPACE
             try:
-                return await trio.to_thread.run_sync(function)
+                result = await trio.to_thread.run_sync(self._call_with_space, function)
             except DiskFullError as error:
                 if self.reopen is None:
                     raise
@@ -111,11 +127,16 @@ class DiskFullGuard:
                     self.full = True
                     self._log.error("disk full: a write failed, reopening the database "
                                     "once space returns", what=what, error=str(error))
+                continue
             finally:
                 self._writes_in_flight -= 1
                 if self._writes_in_flight == 0:
                     self._writes_done.set()
                     self._writes_done = trio.Event()
+            if isinstance(result, _NoSpace):
+                await self.wait_for_space(what=what)  # logs the stall, waits it out
+                continue
+            return result
 
     async def _recover(self, *, what: str) -> None:
         async with self._recovery_lock:
