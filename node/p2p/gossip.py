@@ -35,6 +35,8 @@ from typing import Any
 import trio
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import env_to_send_in_RPC as _library_sender_record
+from libp2p.pubsub import gossipsub as gossipsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 
@@ -84,11 +86,38 @@ class SerializedPubsub(Pubsub):
             weakref.WeakKeyDictionary()
 
     async def write_msg(self, stream: Any, rpc_msg: Any) -> bool:
+        # No signed peer record in our RPCs: py-libp2p 0.8.1 attaches one to every RPC
+        # and the receiver parses and verifies it (an Ed25519 check, a peerstore update)
+        # per message; ~30% of a follower's event loop at 100 tx/s went to that and to
+        # rebuilding our multiaddrs for it. We dial configured peers only and never read
+        # the certified address book it feeds.
+        if rpc_msg.HasField("senderRecord"):
+            rpc_msg.ClearField("senderRecord")
         lock = self._write_locks.get(stream)
         if lock is None:
             lock = self._write_locks[stream] = trio.Lock()
         async with lock:
             return await super().write_msg(stream, rpc_msg)
+
+
+_SENDER_RECORD_REUSE_S = 60.0
+_sender_records: weakref.WeakKeyDictionary[Any, tuple[float, tuple[bytes, bool]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _reused_sender_record(host: Any) -> tuple[bytes, bool]:
+    """GossipSub's ``env_to_send_in_RPC``, computed once a minute per host instead of per
+    RPC. SerializedPubsub.write_msg drops the record before anything is sent, so only
+    its cost matters; it stays a real, valid record all the same."""
+    now = time.monotonic()
+    cached = _sender_records.get(host)
+    if cached is None or now - cached[0] > _SENDER_RECORD_REUSE_S:
+        cached = (now, _library_sender_record(host))
+        _sender_records[host] = cached
+    return cached[1]
+
+
+setattr(gossipsub_module, "env_to_send_in_RPC", _reused_sender_record)  # noqa: B010
 
 
 class BoundedGossipSub(GossipSub):
