@@ -103,7 +103,8 @@ class Timings:
     gossip_validation_timeout_s: float = 10.0
     # GossipSub heartbeat (mesh maintenance, gossip emission); libp2p's default is 120 s.
     gossip_heartbeat_interval_s: int = 1
-    # Reading a request or a response: no bytes for this long fails the exchange.
+    # Reading a request or a response: no bytes for this long fails the exchange (and
+    # closes a reused request stream nothing more came on).
     sync_read_inactivity_timeout_s: float = 10.0
     # Writing an answer: longer than this (plus size / raft_write_rate_bytes_per_s_min)
     # means the asker's connection is wedged; the stream is reset and its slot freed.
