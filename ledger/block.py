@@ -108,11 +108,6 @@ def results_root(tx_ids: Sequence[bytes], codes: Sequence[int]) -> bytes:
     return merkle_root(leaves)
 
 
-def next_state_root(previous_state_root: bytes, state_writes_digest: bytes) -> bytes:
-    """Rolling commitment to the state: each block folds in the digest of its writes."""
-    return _sha256(b"medledger/state/v1\x00" + previous_state_root + state_writes_digest).digest()
-
-
 GENESIS_STATE_ROOT = ZERO_HASH
 GENESIS_RESULTS_ROOT = EMPTY_ROOT
 

@@ -22,7 +22,8 @@ the application's events. Writing it is the caller's business.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ledger import app as application
@@ -30,16 +31,30 @@ from ledger.block import (
     GENESIS_RESULTS_ROOT,
     GENESIS_STATE_ROOT,
     Block,
-    next_state_root,
     results_root,
+)
+from ledger.commitment import (
+    accumulate,
+    accumulator_of,
+    decode_accumulator,
+    encode_accumulator,
+    state_root_of,
 )
 from ledger.errors import LocalError, RemoteError
 from ledger.results import ResultCode
 from ledger.tx import Transaction
 
-# Node-owned keys inside the state key space: per-height results and state roots, which
-# later headers commit to. The application never writes under this prefix.
+# Node-owned keys inside the state key space; the application never writes under
+# b"\xffnode/". Per-height results and state roots, which later headers commit to:
 ROOTS_PREFIX = b"\xffnode/roots/"
+# Every tx id a block carried (any result code), valued where it landed: TX_LOCATION
+# (height u64, position u32, result code u32; a tx id twice in one block: the first). A tx
+# id committed once is DUPLICATE ever after. In the state, so a node holding a verified
+# state and no blocks decides DUPLICATE as every other does; it is the node's tx index too.
+TX_SEEN_PREFIX = b"\xffnode/tx/"
+TX_LOCATION = struct.Struct(">QII")
+# The state commitment's accumulator (ledger.commitment) as of the head; not itself in it.
+ACCUMULATOR_KEY = b"\xffnode/accumulator"
 
 
 class StateDivergenceError(LocalError):
@@ -52,6 +67,47 @@ class BlockRejectedError(RemoteError):
 
 def roots_key(height: int) -> bytes:
     return ROOTS_PREFIX + height.to_bytes(8, "big")
+
+
+def tx_seen_key(tx_id: bytes) -> bytes:
+    return TX_SEEN_PREFIX + tx_id
+
+
+def tx_index_writes(height: int, tx_ids: Sequence[bytes],
+                    codes: Sequence[int]) -> dict[bytes, bytes]:
+    """The tx index entries of a block's txs (the first position of a repeated id)."""
+    writes: dict[bytes, bytes] = {}
+    pack = TX_LOCATION.pack
+    for position, (tx_id, code) in enumerate(zip(tx_ids, codes, strict=True)):
+        key = TX_SEEN_PREFIX + tx_id
+        if key not in writes:
+            writes[key] = pack(height, position, code)
+    return writes
+
+
+def committed_items(items: Iterable[tuple[bytes, bytes]], height: int,
+                    ) -> Iterator[tuple[bytes, bytes]]:
+    """The items of the state at ``height`` that its state root commits to: all but the
+    accumulator entry and the roots of ``height`` itself (ledger.commitment)."""
+    own_roots = roots_key(height)
+    for key, value in items:
+        if key != ACCUMULATOR_KEY and key != own_roots:
+            yield key, value
+
+
+def genesis_state(writes: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """The genesis state: the application's genesis writes and the accumulator over them
+    (the genesis state root itself stays GENESIS_STATE_ROOT: the genesis hash commits
+    to the genesis file, and so to this state)."""
+    state = dict(writes)
+    state[ACCUMULATOR_KEY] = encode_accumulator(accumulator_of(committed_items(
+        writes.items(), 0)))
+    return state
+
+
+def state_root_of_items(items: Iterable[tuple[bytes, bytes]], height: int) -> bytes:
+    """The state root a whole state at ``height`` must have (a snapshot's check)."""
+    return state_root_of(accumulator_of(committed_items(items, height)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,33 +171,51 @@ def rejection(block: Block, *, raft_term: int, raft_index: int, tip: ChainTip,
 
 
 def evaluate_block(block: Block, tx_ids: Sequence[bytes], checked: Sequence[Transaction | None],
-                   check_codes: Sequence[int], *, committed: Callable[[bytes], bool],
-                   state: application.StateReader, previous_roots: Roots) -> BlockOutcome:
+                   check_codes: Sequence[int], *, state: application.StateReader,
+                   previous_roots: Roots) -> BlockOutcome:
     """The outcome of a block that passed :func:`rejection`. ``checked`` and
     ``check_codes`` are each tx's stateless result (the tx, or None with its code);
-    ``committed`` says whether a tx id is already on chain; ``previous_roots`` are the
-    roots of the head the block extends."""
+    ``state`` is the state of the head the block extends and ``previous_roots`` its
+    roots."""
     txs = list(checked)
     codes = [int(code) for code in check_codes]
     seen: set[bytes] = set()
+    get = state.get
     for index, tx_id in enumerate(tx_ids):
         if codes[index] != ResultCode.OK:
             continue
-        if tx_id in seen or committed(tx_id):
+        if tx_id in seen or get(TX_SEEN_PREFIX + tx_id) is not None:
             txs[index] = None
             codes[index] = int(ResultCode.DUPLICATE)
         seen.add(tx_id)
     header = block.header
+    height = header.height
     context = application.BlockContext(
-        height=header.height, timestamp_ms=header.timestamp_ms, proposer=header.proposer
+        height=height, timestamp_ms=header.timestamp_ms, proposer=header.proposer
     )
     outcome = application.apply_block(state, context, txs, codes)
     final_codes = [int(code) for code in outcome.codes]
-    writes = dict(outcome.writes)
-    roots = Roots(
-        results_root(tx_ids, final_codes),
-        next_state_root(previous_roots.state_root, application.writes_digest(outcome.writes)),
-    )
-    writes[roots_key(header.height)] = roots.encode()
+    writes: dict[bytes, bytes | None] = dict(outcome.writes)
+    writes.update(tx_index_writes(height, tx_ids, final_codes))
+    # The commitment: each written item's hash in, the one it replaces out; the roots of
+    # the previous height join now (they were the one item left out of its own root).
+    stored = get(ACCUMULATOR_KEY)
+    assert stored is not None, "the state has an accumulator from genesis on"
+    added: list[tuple[bytes, bytes]] = []
+    removed: list[tuple[bytes, bytes]] = []
+    if height > 1:
+        added.append((roots_key(height - 1), previous_roots.encode()))
+    for key, value in writes.items():
+        old = get(key)
+        if old == value:
+            continue
+        if value is not None:
+            added.append((key, value))
+        if old is not None:
+            removed.append((key, old))
+    accumulator = accumulate(decode_accumulator(stored), added, removed)
+    roots = Roots(results_root(tx_ids, final_codes), state_root_of(accumulator))
+    writes[roots_key(height)] = roots.encode()
+    writes[ACCUMULATOR_KEY] = encode_accumulator(accumulator)
     return BlockOutcome(final_codes, writes, tuple(outcome.events),
                         tuple(outcome.validator_changes))

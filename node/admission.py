@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from ledger.errors import DecodeError
+from ledger.evaluation import tx_seen_key
 from ledger.results import ResultCode
 from ledger.tx import Transaction, tx_id_of
 from ledger.validation import check_batch
@@ -139,12 +140,12 @@ class Admission:
             batch = wire.decode_message(wire.TxBatch, data)
         except DecodeError:
             return False
-        blocks = self._chain.blocks
+        state = self._chain.state
         async with self._lock:
             # Pending here already, or committed while the gossip was on its way (light
             # load commits within the coalescing window): no signature check for those.
             fresh = [raw for raw in batch.txs if (tx_id := tx_id_of(raw)) not in self.mempool
-                     and blocks.transaction(tx_id) is None]
+                     and state.get(tx_seen_key(tx_id)) is None]
             if fresh:  # held: their owner forwards them to the leader, in order
                 self._admit(await self._check(fresh), held_since=self._clock.monotonic())
                 self._notify_admitted()
@@ -176,7 +177,7 @@ class Admission:
 
     def _admit(self, results: Sequence[Any], *, held_since: float | None = None,
                ) -> tuple[list[SubmitResult], list[Transaction]]:
-        blocks = self._chain.blocks
+        state = self._chain.state
         answers: list[SubmitResult] = []
         accepted: list[Transaction] = []
         for result in results:
@@ -185,7 +186,7 @@ class Admission:
                 answers.append(SubmitResult(None, result.code, result.message))
                 self._rejected(result.code)
                 continue
-            if blocks.transaction(tx.tx_id) is not None:
+            if state.get(tx_seen_key(tx.tx_id)) is not None:
                 answers.append(SubmitResult(tx.tx_id, ResultCode.DUPLICATE, "already committed"))
                 continue
             code = self.mempool.add(tx, held_since=held_since)

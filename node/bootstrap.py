@@ -17,6 +17,7 @@ from ledger import app as application
 from ledger.app import Genesis
 from ledger.app.layout import STATE_LAYOUT_VERSION
 from ledger.errors import ConfigError
+from ledger.evaluation import genesis_state
 from node.config import ConsensusSection, NodeConfig
 from node.diskfull import DiskFullGuard
 from node.genesis import genesis_hash
@@ -38,13 +39,7 @@ def open_store(data_dir: Any, genesis: Genesis, genesis_file: Any) -> Store:
     store = Store.open(data_dir, chain_id=genesis.chain_id)
     try:
         if store.blocks.head() is None:
-            # Height 0 is the genesis record: its hash is block 1's previous hash, its
-            # state writes are the consortium's initial members and parameters.
-            store.blocks.apply_block(
-                height=0, block_hash=genesis_hash(genesis), block_bytes=genesis.encode(),
-                tx_ids=[], tx_results=[], state_writes=application.genesis_writes(genesis),
-                applied_index=0,
-            )
+            write_genesis_record(store, genesis)
         else:
             stored = store.blocks.block(0)
             if stored is not None and stored.block_hash != genesis_hash(genesis):
@@ -57,6 +52,17 @@ def open_store(data_dir: Any, genesis: Genesis, genesis_file: Any) -> Store:
         store.close()
         raise
     return store
+
+
+def write_genesis_record(store: Store, genesis: Genesis) -> None:
+    """Height 0, the genesis record: its hash is block 1's previous hash, its state is
+    the consortium's initial members and parameters (with the state commitment's
+    accumulator over them)."""
+    store.blocks.apply_block(
+        height=0, block_hash=genesis_hash(genesis), block_bytes=genesis.encode(),
+        tx_ids=[], tx_results=[], state_writes=genesis_state(application.genesis_writes(genesis)),
+        applied_index=0,
+    )
 
 
 def bootstrap_raft_log(store: Store, genesis: Genesis, public_key: bytes) -> None:

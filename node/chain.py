@@ -10,6 +10,7 @@ the outcome: one LevelDB batch per raft entry, block or not, through one exit.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -96,7 +97,10 @@ class CachedStateReader:
 
     def __init__(self, reader: StoreStateReader, *, entries_max: int = STATE_CACHE_ENTRIES_MAX):
         self._reader = reader
-        self._values: dict[bytes, bytes | None] = {}
+        # An OrderedDict: evicting a plain dict's oldest entry (next(iter(d))) walks past
+        # every slot deleted before it, so once full each eviction cost grew with the
+        # entries evicted so far (apply 2x slower after 200,000 txs, bench-apply).
+        self._values: OrderedDict[bytes, bytes | None] = OrderedDict()
         self._entries_max = entries_max
 
     def get(self, key: bytes) -> bytes | None:
@@ -107,7 +111,7 @@ class CachedStateReader:
             pass
         value = self._reader.get(key)
         if len(values) >= self._entries_max:
-            del values[next(iter(values))]  # the oldest entry
+            values.popitem(last=False)  # the oldest entry
         values[key] = value
         return value
 
@@ -280,7 +284,6 @@ class Chain:
         txs, codes = self._stateless(block, tx_ids)
         outcome = evaluation.evaluate_block(
             block, tx_ids, txs, codes,
-            committed=lambda tx_id: self.blocks.transaction(tx_id) is not None,
             state=self._apply_state, previous_roots=self.roots(self.height))
         block_hash = header.hash
         try:

@@ -36,15 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from consensus.types import Entry, EntryType
-from ledger.app import genesis_writes
 from ledger.app.queries import run_query
 from ledger.crypto import SigningKey
 from ledger.results import ResultCode
 from ledger.sdk.devnet import devnet_genesis
 from ledger.tx import Transaction
 from ledger.validation import check_batch
+from node.bootstrap import write_genesis_record
 from node.chain import Chain
-from node.genesis import genesis_hash
 from node.jsonview import to_json_value
 from node.loadtest.config import DEFAULT_WEIGHTS
 from node.loadtest.prepare import prepare
@@ -67,9 +66,7 @@ class Bench:
         genesis = devnet_genesis(CHAIN_ID, [key.public_key for key in KEYS],
                                  genesis_time_ms=int(time.time() * 1000))
         store = Store.open(directory / "data", chain_id=CHAIN_ID)
-        store.blocks.apply_block(
-            height=0, block_hash=genesis_hash(genesis), block_bytes=genesis.encode(),
-            tx_ids=[], tx_results=[], state_writes=genesis_writes(genesis), applied_index=0)
+        write_genesis_record(store, genesis)
         self.checked: dict[bytes, Transaction] = {}
         self.chain = Chain(chain_id=CHAIN_ID, store=store, genesis_time_ms=genesis.genesis_time_ms,
                            sync_applies=False, checked_lookup=self.checked.get)

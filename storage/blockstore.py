@@ -35,6 +35,7 @@ from typing import Any
 from consensus.types import ConfState
 from ledger import limits
 from ledger.app.machine import new_state_digest, state_digest_update
+from ledger.evaluation import TX_LOCATION, tx_seen_key
 from storage import keys
 from storage.database import READ_ERRORS, Database, read_error, undecodable
 from storage.errors import (
@@ -73,7 +74,6 @@ PRUNE_BATCH_BLOCKS_MAX = 256
 STATE_PAGE_ITEMS_MAX = 4096
 
 # The tx-index value: height, position, result code.
-TX_LOCATION = struct.Struct(">QII")
 _HEAD = struct.Struct(">Q32s")
 _crc32 = zlib.crc32
 _pack_u32 = keys.pack_u32
@@ -210,15 +210,8 @@ class BlockStore:
         key = keys.BLOCK_HASH_PREFIX + block_hash
         put(key, pack_u32(crc32(height_bytes, crc32(key))) + height_bytes)
 
-        # The hot loops: one LevelDB entry per tx and per state write. Checksums are
-        # crc32(key + payload) in one call (equal to seal()'s chained form, cheaper).
-        tx_prefix = keys.TX_PREFIX
-        pack_location = TX_LOCATION.pack
-        for position, (tx_id, result) in enumerate(zip(tx_ids, tx_results, strict=True)):
-            key = tx_prefix + tx_id
-            payload = pack_location(height, position, result)
-            put(key, pack_u32(crc32(key + payload)) + payload)
-
+        # The hot loop: one LevelDB entry per state write (the tx index is state:
+        # ledger.evaluation.tx_index_writes, among ``state_writes``).
         self._add_state_writes(batch, state_writes)
 
         new_head = ChainHead(height, block_hash)
@@ -413,12 +406,14 @@ class BlockStore:
         return result
 
     def transaction(self, tx_id: bytes) -> TxLocation | None:
-        key = keys.tx_key(tx_id)
-        payload = self._database.get(key)
+        """Where a committed tx landed, from the state's tx index (evaluation.TX_SEEN)."""
+        key = tx_seen_key(tx_id)
+        payload = self.state_get(key)
         if payload is None:
             return None
         if len(payload) != TX_LOCATION.size:
-            raise undecodable(key, f"{len(payload)} bytes, expected {TX_LOCATION.size}")
+            raise undecodable(self._state_prefix + key,
+                              f"{len(payload)} bytes, expected {TX_LOCATION.size}")
         return TxLocation(*TX_LOCATION.unpack(payload))
 
     def transaction_block(self, tx_id: bytes) -> tuple[TxLocation, StoredBlock] | None:
@@ -429,7 +424,7 @@ class BlockStore:
         block = self.block(location.height)
         if block is None:
             raise CorruptionError(
-                f"{keys.describe_key(keys.tx_key(tx_id))} points at block {location.height}, "
+                f"the tx index entry of 0x{tx_id.hex()} points at block {location.height}, "
                 "which is not stored"
             )
         return location, block

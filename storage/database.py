@@ -42,7 +42,9 @@ from storage.errors import (
 #   2: a consent pair's indexes in end order with their count (consent-live,
 #      consent-deny, consent-count replace consent-pair): grants read O(1) state
 #      (ledger.app.layout.STATE_LAYOUT_VERSION 2).
-SCHEMA_VERSION = 2
+#   3: state layout 3: the state commitment's accumulator and the committed tx ids in the
+#      state (ledger/evaluation.py), state roots of another meaning.
+SCHEMA_VERSION = 3
 
 DATABASE_DIRECTORY_NAME = "ledger.db"
 

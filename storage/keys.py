@@ -18,9 +18,10 @@ key                        holds                             value payload (afte
 ``e`` index u64            Raft log entry                    term u64, type u8, data
 ``b`` height u64           block                             block hash (32 B), block bytes
 ``h`` block hash (32 B)    block hash -> height              height u64
-``t`` tx id (32 B)         tx id -> where and how it landed  height u64, position u32,
-                                                             result code u32
-``s`` generation, app key  application state                 the value bytes
+``s`` generation, app key  application state (with the node  the value bytes
+                           keys under ``\xffnode/``: roots,
+                           the state commitment, and the tx
+                           index, ledger/evaluation.py)
 ``m schema``               schema version                    u32
 ``m chain``                chain id                          UTF-8
 ``m head``                 chain head                        height u64, block hash (32 B)
@@ -37,10 +38,10 @@ the live one. A state import writes the other generation and switches ``m state`
 small batch, so the swap is atomic; the old generation is then deleted in bounded batches.
 
 Pruning (an observer's ``[storage] retain_blocks``) deletes the ``b`` entries (block bodies)
-below ``m oldest``, in the same batch that moves ``m oldest``. The ``h`` and ``t`` entries of
-pruned blocks stay: the tx index is what tells a replayed tx apart (``DUPLICATE``, a rule
-every node must apply alike), and both let a query for pruned data say it was pruned rather
-than that it never existed.
+below ``m oldest``, in the same batch that moves ``m oldest``. The ``h`` entries and the tx
+index (state) of pruned blocks stay: the tx index is what tells a replayed tx apart
+(``DUPLICATE``, a rule every node must apply alike), and both let a query for pruned data
+say it was pruned rather than that it never existed.
 
 Sealed values: every stored value is ``crc32(key + payload)`` (4 bytes, big-endian)
 followed by the payload. The checksum covers the key, so a value that lands under the wrong
@@ -67,7 +68,6 @@ CONF_STATE_KEY = b"rc"
 ENTRY_PREFIX = b"e"
 BLOCK_PREFIX = b"b"
 BLOCK_HASH_PREFIX = b"h"
-TX_PREFIX = b"t"
 STATE_PREFIX = b"s"
 META_PREFIX = b"m"
 
@@ -108,10 +108,6 @@ def block_key(height: int) -> bytes:
 
 def block_hash_key(block_hash: bytes) -> bytes:
     return BLOCK_HASH_PREFIX + block_hash
-
-
-def tx_key(tx_id: bytes) -> bytes:
-    return TX_PREFIX + tx_id
 
 
 def state_prefix(generation: bytes) -> bytes:
@@ -170,8 +166,6 @@ def describe_key(key: bytes) -> str:
         return f"block {U64.unpack(rest)[0]}" + suffix
     if prefix == BLOCK_HASH_PREFIX:
         return f"block hash 0x{rest.hex()}" + suffix
-    if prefix == TX_PREFIX:
-        return f"tx 0x{rest.hex()}" + suffix
     if prefix == STATE_PREFIX and rest[:1] in STATE_GENERATIONS:
         return f"state[{rest[:1].decode()}] {_readable(rest[1:])}" + suffix
     names = {

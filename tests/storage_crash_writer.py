@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from storage_helpers import CHAIN_ID, block_bytes, block_hash, tx_ids
+from storage_helpers import CHAIN_ID, block_bytes, block_hash, indexed, tx_ids
 
 from consensus.types import ConfState, Entry, EntryType, HardState
 from storage import DatabaseOptions, Store
@@ -70,7 +70,8 @@ def apply_entry(store: Store, entry: Entry) -> None:
         block_bytes=entry.data,
         tx_ids=tx_ids(height, TXS_PER_BLOCK),
         tx_results=tx_results(height),
-        state_writes=state_writes(height),
+        state_writes=indexed(height, tx_ids(height, TXS_PER_BLOCK), tx_results(height),
+                             state_writes(height)),
         applied_index=entry.index,
         sync=True,
     )

@@ -7,6 +7,7 @@ import os
 import struct
 from pathlib import Path
 
+from ledger.evaluation import tx_index_writes
 from storage import DatabaseOptions, Store
 
 CHAIN_ID = "medledger-test"
@@ -36,6 +37,12 @@ def tx_id(height: int, position: int) -> bytes:
 
 def tx_ids(height: int, count: int) -> list[bytes]:
     return [tx_id(height, position) for position in range(count)]
+
+
+def indexed(height: int, ids: list[bytes], results: list[int],
+            writes: dict[bytes, bytes | None] | None = None) -> dict[bytes, bytes | None]:
+    """``writes`` with the tx index entries the chain writes with a block's state."""
+    return {**(writes or {}), **tx_index_writes(height, ids, results)}
 
 
 def block_bytes(height: int, txs: int, tx_bytes: int = 40) -> bytes:

@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 
 from consensus.types import Entry, EntryType
-from ledger.app import genesis_writes
 from ledger.block import decode_block
 from ledger.crypto import SigningKey
 from ledger.sdk.devnet import devnet_genesis
+from node.bootstrap import write_genesis_record
 from node.chain import Chain, Roots
-from node.genesis import genesis_hash
 from storage.store import Store
 
 CHAIN_ID = "medledger-chain-unit"
@@ -25,10 +24,7 @@ def _chain(tmp_path: Path) -> Chain:
     genesis = devnet_genesis(CHAIN_ID, [key.public_key for key in KEYS],
                              genesis_time_ms=GENESIS_TIME_MS)
     store = Store.open(tmp_path / "data", chain_id=CHAIN_ID)
-    store.blocks.apply_block(
-        height=0, block_hash=genesis_hash(genesis), block_bytes=genesis.encode(), tx_ids=[],
-        tx_results=[], state_writes=genesis_writes(genesis), applied_index=0,
-    )
+    write_genesis_record(store, genesis)
     return Chain(chain_id=CHAIN_ID, store=store, genesis_time_ms=genesis.genesis_time_ms,
                  sync_applies=False)
 

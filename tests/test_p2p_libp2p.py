@@ -456,7 +456,7 @@ async def test_requests_reuse_one_stream_and_survive_the_server_closing_it(
         assert sync_server.served == 20
         # Two at once: the second opens its own stream; one is kept idle afterwards.
         async with trio.open_nursery() as both:
-            for number in range(2):
+            for _ in range(2):
                 both.start_soon(functools.partial(client.transport.request, server.peer_id,
                                                   b"x", timeout_s=5))
         assert sync_client.streams_opened == 2

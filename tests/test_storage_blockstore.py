@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from storage_helpers import block_bytes, block_hash, open_store, tx_ids
+from storage_helpers import block_bytes, block_hash, indexed, open_store, tx_ids
 
 from consensus.types import ConfState
 from storage import ChainHead, Store, StoredBlock, TxLocation
@@ -29,7 +29,9 @@ def apply(store: Store, height: int, *, txs: int = 3, writes: dict[bytes, bytes 
         block_bytes=block_bytes(height, txs),
         tx_ids=tx_ids(height, txs),
         tx_results=[position % 3 for position in range(txs)],
-        state_writes=writes if writes is not None else {b"height": b"%d" % height},
+        state_writes=indexed(height, tx_ids(height, txs),
+                             [position % 3 for position in range(txs)],
+                             writes if writes is not None else {b"height": b"%d" % height}),
         applied_index=applied_index if applied_index is not None else height + 1,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -122,13 +124,14 @@ def test_block_ranges(store: Store) -> None:
     assert RANGE_BLOCKS_MAX >= 10
 
 
-def test_duplicate_tx_id_latest_occurrence_wins(store: Store) -> None:
+def test_duplicate_tx_id_first_occurrence_wins(store: Store) -> None:
     duplicate = tx_ids(0, 1)[0]
     store.blocks.apply_block(
         height=0, block_hash=block_hash(0), block_bytes=b"0", tx_ids=[duplicate, duplicate],
-        tx_results=[0, 6], state_writes={}, applied_index=1,
+        tx_results=[0, 6], state_writes=indexed(0, [duplicate, duplicate], [0, 6]),
+        applied_index=1,
     )
-    assert store.blocks.transaction(duplicate) == TxLocation(0, 1, 6)
+    assert store.blocks.transaction(duplicate) == TxLocation(0, 0, 0)
 
 
 def test_verify_block_hook(tmp_path: Path) -> None:

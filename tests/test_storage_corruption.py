@@ -7,10 +7,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from storage_helpers import SMALL_OPTIONS, block_bytes, block_hash, open_store, tx_ids
+from storage_helpers import (
+    SMALL_OPTIONS,
+    block_bytes,
+    block_hash,
+    indexed,
+    open_store,
+    tx_ids,
+)
 
 from consensus.types import ConfState, Entry, EntryType, HardState
 from ledger.errors import CorruptionError
+from ledger.evaluation import tx_seen_key
 from storage import Store, keys
 from storage.errors import ValueChecksumError
 from storage.raw import open_raw
@@ -33,7 +41,8 @@ def populate(path: Path) -> None:
                 block_bytes=block_bytes(height, 10),
                 tx_ids=tx_ids(height, 10),
                 tx_results=[0] * 10,
-                state_writes={b"patient/%d" % height: b"consent record %d" % height},
+                state_writes=indexed(height, tx_ids(height, 10), [0] * 10,
+                                     {b"patient/%d" % height: b"consent record %d" % height}),
                 applied_index=height + 1,
             )
 
@@ -59,8 +68,8 @@ READS: list[tuple[str, bytes, Callable[[Store], object], str]] = [
      size_bytes_max=1 << 20), "block 2"),
     ("block hash index", keys.block_hash_key(block_hash(1)),
      lambda store: store.blocks.block_by_hash(block_hash(1)), "block hash 0x"),
-    ("tx index", keys.tx_key(tx_ids(1, 10)[4]),
-     lambda store: store.blocks.transaction(tx_ids(1, 10)[4]), "tx 0x" + tx_ids(1, 10)[4].hex()),
+    ("tx index", raw_state_key(tx_seen_key(tx_ids(1, 10)[4])),
+     lambda store: store.blocks.transaction(tx_ids(1, 10)[4]), "state[0] "),
     ("state", raw_state_key(b"patient/1"), lambda store: store.blocks.state_get(b"patient/1"),
      "state[0] 'patient/1'"),
     ("state page", raw_state_key(b"patient/2"), lambda store: store.blocks.state_page(b"patient/"),

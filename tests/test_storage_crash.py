@@ -30,19 +30,22 @@ from storage_crash_writer import (
     TXS_PER_BLOCK,
     raft_index_of_block,
     state_writes,
+    tx_results,
 )
 from storage_helpers import (
     CHAIN_ID,
     REPO_ROOT,
     block_bytes,
     block_hash,
+    indexed,
     subprocess_environment,
     tx_id,
+    tx_ids,
 )
 
 from consensus.types import ConfState
+from ledger.evaluation import TX_LOCATION, TX_SEEN_PREFIX
 from storage import Store, TxLocation, keys
-from storage.blockstore import TX_LOCATION
 
 KILLS = 24
 WALL_SECONDS_MAX = 150  # hang guard only: ~20-45 s measured (quiet vs loaded 2-core machine)
@@ -136,12 +139,14 @@ class Checker:
         have exactly the scheduled tx id. Then look a sample up through the read API."""
         positions_seen = [0] * (head + 1)
         count = 0
-        for key, payload in store.database.iterate(start=keys.TX_PREFIX, stop=b"u"):
+        index_prefix = keys.state_prefix(store.blocks.live_generation) + TX_SEEN_PREFIX
+        for key, payload in store.database.iterate(start=index_prefix,
+                                                   stop=keys.prefix_end(index_prefix)):
             height, position, result = TX_LOCATION.unpack(payload)
             assert height <= head, f"tx index entry for block {height} beyond head {head}"
             assert position < TXS_PER_BLOCK and result == (height + position) % 4
             if height > self.checked_head:
-                assert key[1:] == tx_id(height, position)
+                assert key[len(index_prefix):] == tx_id(height, position)
             positions_seen[height] += 1
             count += 1
         assert count == (head + 1) * TXS_PER_BLOCK, (count, head)
@@ -212,7 +217,8 @@ class Checker:
     def check_full_state(self, head: int) -> None:
         expected: dict[bytes, bytes] = {}
         for height in range(head + 1):
-            expected.update(state_writes(height))  # type: ignore[arg-type]
+            expected.update(indexed(height, tx_ids(height, TXS_PER_BLOCK),  # type: ignore[arg-type]
+                                    tx_results(height), state_writes(height)))
         with Store.open(self.data_dir, chain_id=CHAIN_ID, options=OPTIONS) as store:
             assert dict(store.blocks.state_items()) == expected
 

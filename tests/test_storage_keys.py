@@ -26,7 +26,7 @@ def test_integer_keys_sort_numerically() -> None:
 
 def test_prefixes_are_distinct_single_bytes() -> None:
     prefixes = [keys.RAFT_PREFIX, keys.ENTRY_PREFIX, keys.BLOCK_PREFIX, keys.BLOCK_HASH_PREFIX,
-                keys.TX_PREFIX, keys.STATE_PREFIX, keys.META_PREFIX]
+                keys.STATE_PREFIX, keys.META_PREFIX]
     assert len(set(prefixes)) == len(prefixes)
     assert all(len(prefix) == 1 for prefix in prefixes)
 

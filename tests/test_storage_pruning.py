@@ -30,6 +30,7 @@ from storage_helpers import (
     SMALL_OPTIONS,
     block_bytes,
     block_hash,
+    indexed,
     open_store,
     subprocess_environment,
     tx_ids,
@@ -61,7 +62,8 @@ def apply(store: Store, height: int, *, sync: bool = False) -> None:
         height=height, block_hash=block_hash(height),
         block_bytes=block_bytes(height, TXS_PER_BLOCK),
         tx_ids=tx_ids(height, TXS_PER_BLOCK), tx_results=[0, 1, 2],
-        state_writes={b"height": b"%d" % height, b"at/%d" % (height % 50): b"x"},
+        state_writes=indexed(height, tx_ids(height, TXS_PER_BLOCK), [0, 1, 2],
+                             {b"height": b"%d" % height, b"at/%d" % (height % 50): b"x"}),
         applied_index=height + 1, sync=sync)
 
 
@@ -204,7 +206,7 @@ PRUNING_WRITER = """
 import sys
 from pathlib import Path
 sys.path[:0] = [{root!r}, {tests!r}]
-from storage_helpers import block_bytes, block_hash, open_store, tx_ids
+from storage_helpers import block_bytes, block_hash, indexed, open_store, tx_ids
 with open_store(Path(sys.argv[1])) as store:
     print("ready", flush=True)
     while True:
@@ -212,7 +214,8 @@ with open_store(Path(sys.argv[1])) as store:
         store.blocks.apply_block(
             height=head + 1, block_hash=block_hash(head + 1),
             block_bytes=block_bytes(head + 1, 3), tx_ids=tx_ids(head + 1, 3),
-            tx_results=[0, 1, 2], state_writes={{b"height": b"%d" % (head + 1)}},
+            tx_results=[0, 1, 2], state_writes=indexed(
+                head + 1, tx_ids(head + 1, 3), [0, 1, 2], {{b"height": b"%d" % (head + 1)}}),
             applied_index=head + 2, sync=True)
         store.blocks.prune_blocks_below(head + 2 - {retain}, blocks_max=3)
         print("pruned", store.blocks.oldest_held_height(), head + 1, flush=True)

@@ -29,7 +29,7 @@ Applying a block::
 ``txs[i]`` is a decoded :class:`ledger.tx.Transaction`, or None for a tx that failed the
 stateless check, whose code is then ``codes[i]`` (``codes`` lists OK for the others).
 ``writes`` maps key to value (None deletes), sorted by key; write it with the block in one
-batch. ``writes_digest(writes)`` is what ``ledger.block.next_state_root`` folds in.
+batch (ledger.evaluation folds them into the state commitment, ledger/commitment.py).
 ``events`` are frozen dataclasses of :mod:`ledger.app.events` (key grants, break-glass
 open/close/review/flag, decided proposals, key rotations and revocations, revoked consents,
 shredded records), each naming its tx id, height and position. ``validator_changes`` are
@@ -64,7 +64,6 @@ from ledger.app.machine import (
     state_digest,
     validator_node_keys,
     validators,
-    writes_digest,
 )
 from ledger.app.scope import BlockContext, RuleViolation
 from ledger.app.state import MemoryState, Overlay, StateReader
@@ -89,5 +88,4 @@ __all__ = [
     "state_digest",
     "validator_node_keys",
     "validators",
-    "writes_digest",
 ]

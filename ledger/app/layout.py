@@ -77,7 +77,9 @@ from __future__ import annotations
 # different state roots, so they refuse each other at hello (node/p2p/hello.py) and a
 # data directory of another layout is refused at open (storage.SCHEMA_VERSION).
 #   1: the first layout.  2: consent-live / consent-deny / consent-count.
-STATE_LAYOUT_VERSION = 2
+#   3: the state root commits to the whole state (ledger/commitment.py) and committed tx
+#      ids are state (ledger.evaluation.TX_SEEN_PREFIX), so a verified state suffices.
+STATE_LAYOUT_VERSION = 3
 
 SEPARATOR = b"\x00"
 

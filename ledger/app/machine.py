@@ -239,23 +239,6 @@ def _flag_overdue_reviews(block: Overlay, context: BlockContext, events: list[Ev
         )
 
 
-_WRITES_DOMAIN = b"medledger/state-writes/v1\x00"
-
-
-def writes_digest(writes: Mapping[bytes, bytes | None]) -> bytes:
-    """SHA-256 over the writes in key order: equal on every node that applied the same
-    block to the same state (``ledger.block.next_state_root`` folds it in)."""
-    digest = hashlib.sha256(_WRITES_DOMAIN)
-    for key in sorted(writes):
-        value = writes[key]
-        digest.update(len(key).to_bytes(4, "big") + key)
-        if value is None:
-            digest.update(b"\x00")
-        else:
-            digest.update(b"\x01" + len(value).to_bytes(4, "big") + value)
-    return digest.digest()
-
-
 # The one definition of a state digest (the state sync's running digest, the checkers'):
 # the domain, then per item in key order len(key) u32, len(value) u32, key, value.
 STATE_DIGEST_DOMAIN = b"medledger/state-digest/v1\x00"
