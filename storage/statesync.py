@@ -3,10 +3,12 @@
 Export reads one consistent LevelDB snapshot: the head, applied index and every state item
 as of one instant, while the node keeps applying blocks. Each :class:`StateChunk` carries
 the items from ``start_key`` (inclusive) up to ``next_key`` (exclusive), its sequence number
-and the *running* state digest over every item so far (the same framing as
-``BlockStore.state_digest``), so the last chunk's digest is the digest of the whole state
-and a receiver checks each chunk as it arrives. Chunks are ``ledger.codec`` structs: the
-node puts them on the wire as they are.
+and the multiset hash of its items (``ledger.commitment``; the items a state root commits
+to, ``ledger.evaluation.committed_items``). The chunks' hashes add up to the state's, so a
+receiver checks each chunk's hash against its items (and, given a list of them from a
+manifest, against that), and the whole import against the state root of a trusted header at
+:meth:`StateImport.finish`. Chunks are ``ledger.codec`` structs: the node puts them on the
+wire as they are.
 
 Import is atomic by *generation swap* (storage/keys.py): state lives under ``s0`` or
 ``s1`` and ``m state`` names the live one. ``import_state_begin`` writes a marker
@@ -30,8 +32,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import limits
-from ledger.app.machine import new_state_digest, state_digest_update
 from ledger.codec import Bool, Bytes, ListOf, Nested, Struct, UInt
+from ledger.commitment import (
+    ACCUMULATOR_BYTES,
+    accumulator_of,
+    combine,
+    decode_accumulator,
+    encode_accumulator,
+    state_root_of,
+)
+from ledger.evaluation import ACCUMULATOR_KEY, Roots, committed_items, roots_key
 from storage import keys
 from storage.blockstore import (
     STATE_KEY_BYTES_MAX,
@@ -70,7 +80,7 @@ class StateChunk(Struct):
     items: tuple[StateItem, ...]
     next_key: bytes  # first key of the next chunk; b"" when done
     done: bool
-    digest: bytes  # running state digest over all items up to and including this chunk
+    accumulator: bytes  # the multiset hash of the committed items among ``items``
 
     SCHEMA = (
         ("height", UInt()),
@@ -81,7 +91,7 @@ class StateChunk(Struct):
         ("items", ListOf(Nested(StateItem), maximum=STATE_CHUNK_ITEMS_MAX)),
         ("next_key", Bytes(maximum=STATE_KEY_BYTES_MAX)),
         ("done", Bool()),
-        ("digest", Bytes(keys.HASH_SIZE)),
+        ("accumulator", Bytes(ACCUMULATOR_BYTES)),
     )
 
 
@@ -103,14 +113,13 @@ def export_state(store: BlockStore, chunk_bytes_max: int) -> Iterator[StateChunk
         assert generation is not None
         prefix = keys.state_prefix(generation)
         strip = len(prefix)
-        hasher = new_state_digest()
         sequence = 0
         start_key = b""
         items: list[tuple[bytes, bytes]] = []
         size = 0
 
         def chunk(next_key: bytes, done: bool) -> StateChunk:
-            state_digest_update(hasher, items)
+            accumulator = accumulator_of(committed_items(items, height))
             return StateChunk(
                 height=height,
                 block_hash=block_hash,
@@ -120,7 +129,7 @@ def export_state(store: BlockStore, chunk_bytes_max: int) -> Iterator[StateChunk
                 items=tuple(StateItem(key, value) for key, value in items),
                 next_key=next_key,
                 done=done,
-                digest=hasher.copy().digest(),
+                accumulator=encode_accumulator(accumulator),
             )
 
         for key, value in database.iterate(
@@ -171,7 +180,9 @@ class StateImport:
         self.applied_index = applied_index
         self._generation = store.staging_generation
         self._prefix = keys.state_prefix(self._generation)
-        self._hasher = new_state_digest()
+        self._accumulator = 0  # the sum of the staged chunks' multiset hashes
+        self._own_accumulator: bytes | None = None  # the state's ACCUMULATOR_KEY item
+        self._own_roots: bytes | None = None  # the state's roots_key(height) item
         self._sequence = 0
         self._next_key = b""
         self._done = False
@@ -198,19 +209,26 @@ class StateImport:
     def chunks_received(self) -> int:
         return self._sequence
 
-    def add_chunk(self, chunk: StateChunk) -> None:
-        """Check ``chunk`` (target, order, key range, running digest) and stage its items.
-        A bad chunk raises StateChunkError and stages nothing."""
+    def add_chunk(self, chunk: StateChunk, *, expected_accumulator: bytes | None = None) -> None:
+        """Check ``chunk`` (target, order, key range, its multiset hash against its items
+        and, from a verified manifest, against ``expected_accumulator``) and stage its
+        items. A bad chunk raises StateChunkError and stages nothing."""
         assert not self._closed, "import already finished or aborted"
         self._check_chunk(chunk)
-        hasher = self._hasher.copy()
         pairs = [(item.key, item.value) for item in chunk.items]
-        state_digest_update(hasher, pairs)
-        if hasher.digest() != chunk.digest:
+        accumulator = accumulator_of(committed_items(pairs, self.height))
+        if encode_accumulator(accumulator) != chunk.accumulator:
             raise StateChunkError(
-                f"state chunk {chunk.sequence}: running digest 0x{chunk.digest.hex()} does "
-                f"not match the items (0x{hasher.hexdigest()})"
-            )
+                f"state chunk {chunk.sequence}: its multiset hash does not match its items")
+        if expected_accumulator is not None and chunk.accumulator != expected_accumulator:
+            raise StateChunkError(
+                f"state chunk {chunk.sequence}: its multiset hash is not the manifest's")
+        own_roots = roots_key(self.height)
+        for key, value in pairs:
+            if key == ACCUMULATOR_KEY:
+                self._own_accumulator = value
+            elif key == own_roots:
+                self._own_roots = value
         database = self._store.database
         batch = database.batch(sync=False)
         put = batch.put
@@ -220,26 +238,39 @@ class StateImport:
             put(key, keys.seal(key, value))
         self._write_marker(chunks=self._sequence + 1, sync=False, batch=batch)
         database.write(batch, f"staging state chunk {chunk.sequence}")
-        self._hasher = hasher
+        self._accumulator = combine((self._accumulator, accumulator))
         self._sequence += 1
         self._next_key = chunk.next_key
         self._done = chunk.done
 
-    def finish(self, *, expected_digest: bytes | None = None) -> bytes:
+    def finish(self, *, expected_state_root: bytes | None = None) -> bytes:
         """Switch to the imported state in one synced batch (with the head and applied
-        index of the import). Returns the state digest. ``expected_digest``, when given
-        (e.g. agreed by a quorum), must equal it or StateChunkError is raised and nothing
-        changes."""
+        index of the import). Returns the imported state's root. It must be the state
+        root the state holds for its own height (and the state's accumulator entry its
+        multiset hash), and, when given, ``expected_state_root`` (from a trusted header):
+        else StateChunkError is raised and nothing changes."""
         assert not self._closed, "import already finished or aborted"
         if not self._done:
             raise StateChunkError(
                 f"state import incomplete: {self._sequence} chunks received, no final chunk"
             )
-        digest = bytes(self._hasher.digest())
-        if expected_digest is not None and digest != expected_digest:
+        root = state_root_of(self._accumulator)
+        if self.height > 0:
+            if self._own_roots is None or len(self._own_roots) != 64:
+                raise StateChunkError(
+                    f"the imported state holds no roots of its height {self.height}")
+            if Roots.decode(self._own_roots).state_root != root:
+                raise StateChunkError(
+                    f"the imported state's root 0x{root.hex()} is not the one it holds for "
+                    f"height {self.height}")
+        if (self._own_accumulator is None
+                or decode_accumulator(self._own_accumulator) != self._accumulator):
+            raise StateChunkError("the imported state's accumulator entry is not the sum of "
+                                  "its items' hashes")
+        if expected_state_root is not None and root != expected_state_root:
             raise StateChunkError(
-                f"imported state digest 0x{digest.hex()} is not the expected "
-                f"0x{expected_digest.hex()}"
+                f"imported state root 0x{root.hex()} is not the expected "
+                f"0x{expected_state_root.hex()}"
             )
         store = self._store
         database = store.database
@@ -259,7 +290,7 @@ class StateImport:
         self._closed = True
         store.active_import = None
         store.clear_generation(old_generation)
-        return digest
+        return root
 
     def abort(self) -> None:
         """Drop the staged items and the marker; the live state was never touched."""

@@ -10,6 +10,14 @@ import pytest
 from storage_helpers import block_hash, open_store
 
 from ledger.codec import decode
+from ledger.commitment import (
+    accumulator_of,
+    combine,
+    decode_accumulator,
+    encode_accumulator,
+    state_root_of,
+)
+from ledger.evaluation import ACCUMULATOR_KEY, Roots, roots_key
 from storage import StateChunk, Store, keys
 from storage.errors import StateChunkError
 from storage.raw import open_raw
@@ -24,10 +32,25 @@ def fill(store: Store, count: int, value_bytes: int = 50) -> None:
         height=0, block_hash=block_hash(0), block_bytes=b"genesis", tx_ids=[], tx_results=[],
         state_writes=writes, applied_index=1,
     )
+    final = {key: value for key, value in writes.items() if key != b"key/000000"}
+    final[b"late"] = b"value"
     store.blocks.apply_block(
         height=1, block_hash=block_hash(1), block_bytes=b"one", tx_ids=[], tx_results=[],
-        state_writes={b"key/000000": None, b"late": b"value"}, applied_index=4,
+        state_writes={b"key/000000": None, b"late": b"value", **committed(final, 1)},
+        applied_index=4,
     )
+
+
+def committed(items: dict[bytes, bytes | None], height: int) -> dict[bytes, bytes | None]:
+    """The node's entries that make ``items`` a state a chain could have at ``height``:
+    its accumulator and its roots (as evaluate_block writes them)."""
+    accumulator = accumulator_of((key, value) for key, value in items.items()
+                                 if value is not None)
+    roots = Roots(RESULTS_ROOT, state_root_of(accumulator))
+    return {ACCUMULATOR_KEY: encode_accumulator(accumulator), roots_key(height): roots.encode()}
+
+
+RESULTS_ROOT = bytes(range(32))
 
 
 @pytest.fixture
@@ -49,7 +72,7 @@ def begin(target: Store, chunk: StateChunk):  # type: ignore[no-untyped-def]
     )
 
 
-def test_export_chunks_are_bounded_and_digest_matches(source: Store) -> None:
+def test_export_chunks_are_bounded_and_add_up_to_the_state_root(source: Store) -> None:
     chunks = list(export_state(source.blocks, chunk_bytes_max=8 * 1024))
     assert len(chunks) > 10
     for chunk in chunks:
@@ -58,8 +81,9 @@ def test_export_chunks_are_bounded_and_digest_matches(source: Store) -> None:
         assert len(chunk.items) <= STATE_CHUNK_ITEMS_MAX
         assert (chunk.height, chunk.applied_index) == (1, 4)
     assert chunks[-1].done and not any(chunk.done for chunk in chunks[:-1])
-    assert chunks[-1].digest == source.blocks.state_digest()
-    assert sum(len(chunk.items) for chunk in chunks) == 3000
+    total = combine(decode_accumulator(chunk.accumulator) for chunk in chunks)
+    assert state_root_of(total) == source_root(source)
+    assert sum(len(chunk.items) for chunk in chunks) == 3000 + 2  # with the node's entries
     # Chunks are codec structs: they survive the wire unchanged.
     for chunk in chunks[:3]:
         assert decode(StateChunk, chunk.encode(), size_bytes_max=1 << 20) == chunk
@@ -85,8 +109,9 @@ def test_import_round_trip(source: Store, target: Store, tmp_path: Path) -> None
     importer = begin(target, chunks[0])
     for chunk in chunks:
         importer.add_chunk(chunk)
-    digest = importer.finish(expected_digest=source.blocks.state_digest())
-    assert digest == source.blocks.state_digest() == target.blocks.state_digest()
+    root = importer.finish(expected_state_root=source_root(source))
+    assert root == source_root(source)
+    assert target.blocks.state_digest() == source.blocks.state_digest()
     assert target.blocks.head() == source.blocks.head()
     assert target.blocks.applied_index() == 4
     assert target.blocks.state_get(b"late") == b"value"
@@ -132,8 +157,14 @@ def test_bad_chunks_are_refused(source: Store, target: Store) -> None:
     tampered = dataclasses.replace(
         chunks[0], items=(*chunks[0].items[:3], tampered_item, *chunks[0].items[4:])
     )
-    with pytest.raises(StateChunkError, match="running digest"):
+    with pytest.raises(StateChunkError, match="does not match its items"):
         importer.add_chunk(tampered)
+    # A liar who also recomputes the chunk's hash is caught by the manifest's (or, with
+    # no manifest, by the state root at the end: test_a_consistent_lie_fails_the_root).
+    recomputed = dataclasses.replace(tampered, accumulator=encode_accumulator(accumulator_of(
+        (item.key, item.value) for item in tampered.items)))
+    with pytest.raises(StateChunkError, match="not the manifest's"):
+        importer.add_chunk(recomputed, expected_accumulator=chunks[0].accumulator)
     with pytest.raises(StateChunkError, match="not in strictly increasing order"):
         importer.add_chunk(dataclasses.replace(chunks[0], items=chunks[0].items[::-1]))
     with pytest.raises(StateChunkError, match="height"):
@@ -144,10 +175,28 @@ def test_bad_chunks_are_refused(source: Store, target: Store) -> None:
     for chunk in chunks[1:]:
         importer.add_chunk(chunk)
     with pytest.raises(StateChunkError, match="not the expected"):
-        importer.finish(expected_digest=bytes(32))
+        importer.finish(expected_state_root=bytes(32))
     assert target.blocks.head() is None, "nothing switched"
     importer.finish()
     assert target.blocks.state_digest() == source.blocks.state_digest()
+
+
+def test_a_consistent_lie_fails_the_root(source: Store, target: Store) -> None:
+    """A peer that alters an item and recomputes that chunk's hash: the sum no longer
+    matches the root the state holds for its height (nor a trusted header's)."""
+    chunks = list(export_state(source.blocks, chunk_bytes_max=16 * 1024))
+    first = chunks[0]
+    items = (*first.items[:3], dataclasses.replace(first.items[3], value=b"evil"),
+             *first.items[4:])
+    lie = dataclasses.replace(first, items=items, accumulator=encode_accumulator(
+        accumulator_of((item.key, item.value) for item in items)))
+    importer = begin(target, first)
+    importer.add_chunk(lie)
+    for chunk in chunks[1:]:
+        importer.add_chunk(chunk)
+    with pytest.raises(StateChunkError, match="is not the one it holds"):
+        importer.finish()
+    assert target.blocks.head() is None, "nothing switched"
 
 
 def test_interrupted_import_is_detected_and_restartable(source: Store, tmp_path: Path) -> None:
@@ -185,6 +234,12 @@ def test_abort_leaves_live_state(source: Store, target: Store) -> None:
     importer.abort()
     assert interrupted_import(target.blocks) is None
     assert target.blocks.state_digest() == digest
+
+
+def source_root(store: Store) -> bytes:
+    data = store.blocks.state_get(roots_key(1))
+    assert data is not None
+    return Roots.decode(data).state_root
 
 
 def keys_empty_digest(store: Store) -> bytes:
