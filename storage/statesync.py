@@ -26,6 +26,7 @@ cannot be saved); the live state, head and applied index are untouched until ``f
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ from storage.errors import CorruptionError, StateChunkError
 
 # Items in one chunk: the codec's list cap, so every chunk we export decodes at the peer.
 STATE_CHUNK_ITEMS_MAX = limits.LIST_LENGTH_MAX
+# Chunk entries in one manifest page (a manifest of a million chunks is a thousand pages).
+MANIFEST_PAGE_MAX = limits.LIST_LENGTH_MAX
 
 _IMPORT_MARKER = struct.Struct(">Q32sQQ")  # height, block hash, applied index, chunks
 
@@ -95,61 +98,170 @@ class StateChunk(Struct):
     )
 
 
+class StateSnapshot:
+    """One consistent LevelDB view of the state and the head it belongs to, held open
+    (a validator keeps the last few to serve state sync; holding one costs LevelDB the
+    files it pins, never a stall of apply). ``close`` releases it."""
+
+    def __init__(self, store: BlockStore) -> None:
+        self._database = store.database
+        self._snapshot = self._database.db.snapshot()
+        head_payload = _snapshot_get(self._snapshot, keys.META_HEAD_KEY)
+        assert head_payload is not None, "nothing to export before the genesis block"
+        self.height: int = keys.U64.unpack_from(head_payload)[0]
+        self.block_hash: bytes = head_payload[keys.U64.size :]
+        applied_payload = _snapshot_get(self._snapshot, keys.META_APPLIED_KEY)
+        self.applied_index = 0 if applied_payload is None else keys.U64.unpack(applied_payload)[0]
+        generation = _snapshot_get(self._snapshot, keys.META_STATE_GENERATION_KEY)
+        assert generation is not None
+        self._prefix = keys.state_prefix(generation)
+
+    def items(self, start_key: bytes = b"", stop_key: bytes | None = None,
+              ) -> Iterator[tuple[bytes, bytes]]:
+        """State items (app key, value) in key order from ``start_key`` up to ``stop_key``
+        (exclusive; None: the end)."""
+        prefix = self._prefix
+        strip = len(prefix)
+        stop = keys.prefix_end(prefix) if stop_key is None else prefix + stop_key
+        for key, value in self._database.iterate(start=prefix + start_key, stop=stop,
+                                                 snapshot=self._snapshot):
+            yield key[strip:], value
+
+    def close(self) -> None:
+        self._snapshot.close()
+
+
 def export_state(store: BlockStore, chunk_bytes_max: int) -> Iterator[StateChunk]:
     """Chunks of at most ``chunk_bytes_max`` bytes of keys and values (always at least
     one item, so a single huge item still travels) and at most STATE_CHUNK_ITEMS_MAX
     items. An empty state is one empty, done chunk."""
-    assert chunk_bytes_max > 0
-    database = store.database
-    snapshot = database.db.snapshot()
+    snapshot = StateSnapshot(store)
     try:
-        head_payload = _snapshot_get(snapshot, keys.META_HEAD_KEY)
-        assert head_payload is not None, "nothing to export before the genesis block"
-        height = keys.U64.unpack_from(head_payload)[0]
-        block_hash = head_payload[keys.U64.size :]
-        applied_payload = _snapshot_get(snapshot, keys.META_APPLIED_KEY)
-        applied_index = 0 if applied_payload is None else keys.U64.unpack(applied_payload)[0]
-        generation = _snapshot_get(snapshot, keys.META_STATE_GENERATION_KEY)
-        assert generation is not None
-        prefix = keys.state_prefix(generation)
-        strip = len(prefix)
-        sequence = 0
-        start_key = b""
-        items: list[tuple[bytes, bytes]] = []
-        size = 0
-
-        def chunk(next_key: bytes, done: bool) -> StateChunk:
-            accumulator = accumulator_of(committed_items(items, height))
-            return StateChunk(
-                height=height,
-                block_hash=block_hash,
-                applied_index=applied_index,
-                sequence=sequence,
-                start_key=start_key,
-                items=tuple(StateItem(key, value) for key, value in items),
-                next_key=next_key,
-                done=done,
-                accumulator=encode_accumulator(accumulator),
-            )
-
-        for key, value in database.iterate(
-            start=prefix, stop=keys.prefix_end(prefix), snapshot=snapshot
-        ):
-            app_key = key[strip:]
-            item_size = len(app_key) + len(value)
-            if items and (
-                size + item_size > chunk_bytes_max or len(items) == STATE_CHUNK_ITEMS_MAX
-            ):
-                yield chunk(app_key, False)
-                sequence += 1
-                start_key = app_key
-                items = []
-                size = 0
-            items.append((app_key, value))
-            size += item_size
-        yield chunk(b"", True)
+        yield from export_chunks(snapshot, chunk_bytes_max)
     finally:
         snapshot.close()
+
+
+def export_chunks(snapshot: StateSnapshot, chunk_bytes_max: int, *, start_key: bytes = b"",
+                  first_sequence: int = 0) -> Iterator[StateChunk]:
+    """The chunks of ``snapshot`` from ``start_key`` on (numbered from ``first_sequence``):
+    the same boundaries whatever chunk one starts at, so chunk N can be served alone."""
+    assert chunk_bytes_max > 0
+    height = snapshot.height
+    sequence = first_sequence
+    items: list[tuple[bytes, bytes]] = []
+    size = 0
+
+    def chunk(next_key: bytes, done: bool) -> StateChunk:
+        return StateChunk(
+            height=height,
+            block_hash=snapshot.block_hash,
+            applied_index=snapshot.applied_index,
+            sequence=sequence,
+            start_key=start_key,
+            items=tuple(StateItem(key, value) for key, value in items),
+            next_key=next_key,
+            done=done,
+            accumulator=encode_accumulator(accumulator_of(committed_items(items, height))),
+        )
+
+    for app_key, value in snapshot.items(start_key):
+        item_size = len(app_key) + len(value)
+        if items and (size + item_size > chunk_bytes_max or len(items) == STATE_CHUNK_ITEMS_MAX):
+            yield chunk(app_key, False)
+            sequence += 1
+            start_key = app_key
+            items = []
+            size = 0
+        items.append((app_key, value))
+        size += item_size
+    yield chunk(b"", True)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPage(Struct):
+    """Part of a snapshot's manifest: where chunks ``first_sequence ..`` start and each
+    one's multiset hash. A whole manifest (all ``chunk_count`` entries) is verified once
+    against a trusted state root (:func:`verify_manifest`); each chunk is then checked
+    against its entry as it arrives, so a bad chunk is known at once, and from whom."""
+
+    height: int
+    block_hash: bytes
+    applied_index: int
+    chunk_count: int
+    first_sequence: int
+    start_keys: tuple[bytes, ...]
+    accumulators: tuple[bytes, ...]
+
+    SCHEMA = (
+        ("height", UInt()),
+        ("block_hash", Bytes(keys.HASH_SIZE)),
+        ("applied_index", UInt()),
+        ("chunk_count", UInt()),
+        ("first_sequence", UInt()),
+        ("start_keys", ListOf(Bytes(maximum=STATE_KEY_BYTES_MAX), maximum=MANIFEST_PAGE_MAX)),
+        ("accumulators", ListOf(Bytes(ACCUMULATOR_BYTES), maximum=MANIFEST_PAGE_MAX)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    height: int
+    block_hash: bytes
+    applied_index: int
+    start_keys: tuple[bytes, ...]
+    accumulators: tuple[bytes, ...]
+
+    def pages(self) -> list[ManifestPage]:
+        count = len(self.start_keys)
+        return [ManifestPage(self.height, self.block_hash, self.applied_index, count, first,
+                             self.start_keys[first:first + MANIFEST_PAGE_MAX],
+                             self.accumulators[first:first + MANIFEST_PAGE_MAX])
+                for first in range(0, max(count, 1), MANIFEST_PAGE_MAX)]
+
+
+def make_manifest(snapshot: StateSnapshot, chunk_bytes_max: int) -> Manifest:
+    """Reads the whole snapshot once (in a worker thread: O(state))."""
+    start_keys: list[bytes] = []
+    accumulators: list[bytes] = []
+    for chunk in export_chunks(snapshot, chunk_bytes_max):
+        start_keys.append(chunk.start_key)
+        accumulators.append(chunk.accumulator)
+    return Manifest(snapshot.height, snapshot.block_hash, snapshot.applied_index,
+                    tuple(start_keys), tuple(accumulators))
+
+
+def manifest_from_pages(pages: list[ManifestPage]) -> Manifest:
+    """Join pages in order; StateChunkError if they do not make one whole manifest."""
+    if not pages:
+        raise StateChunkError("no manifest pages")
+    first = pages[0]
+    start_keys: list[bytes] = []
+    accumulators: list[bytes] = []
+    for page in pages:
+        if (page.height, page.block_hash, page.applied_index, page.chunk_count) != (
+                first.height, first.block_hash, first.applied_index, first.chunk_count):
+            raise StateChunkError("manifest pages of different snapshots")
+        if page.first_sequence != len(start_keys) or len(page.start_keys) != len(
+                page.accumulators):
+            raise StateChunkError("manifest pages out of order or malformed")
+        start_keys.extend(page.start_keys)
+        accumulators.extend(page.accumulators)
+    if len(start_keys) != first.chunk_count or not start_keys or start_keys[0] != b"":
+        raise StateChunkError("the manifest pages do not cover the snapshot")
+    if any(later <= earlier for earlier, later in itertools.pairwise(start_keys)):
+        raise StateChunkError("the manifest's chunk keys are not in increasing order")
+    return Manifest(first.height, first.block_hash, first.applied_index, tuple(start_keys),
+                    tuple(accumulators))
+
+
+def verify_manifest(manifest: Manifest, state_root: bytes) -> None:
+    """StateChunkError unless the chunks' multiset hashes add up to ``state_root``."""
+    total = combine(decode_accumulator(value) for value in manifest.accumulators)
+    if state_root_of(total) != state_root:
+        raise StateChunkError(
+            f"the manifest of the snapshot at height {manifest.height} does not add up to "
+            f"its state root 0x{state_root.hex()}")
 
 
 def _snapshot_get(snapshot: Any, key: bytes) -> bytes | None:
