@@ -95,6 +95,20 @@ class StorageSection:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncSection:
+    # Keep a state snapshot every this many blocks, to serve nodes joining by state sync
+    # (0: none). Taking one is a LevelDB snapshot (apply never waits); its manifest is
+    # computed in the background the first time a peer asks.
+    snapshot_interval_blocks: int = 1000
+    snapshots_kept: int = 2
+    # A node whose chain is still at genesis (a new observer) joins from the newest
+    # snapshot its peers hold below this block, whose hash it trusts (0: it replays every
+    # block instead). Take both from a node you trust: `medledger status`.
+    trust_height: int = 0
+    trust_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LogSection:
     level: str = "info"
     # "json" (default, for services) or "console" (for people at a terminal).
@@ -110,6 +124,7 @@ class NodeConfig:
     block: BlockSection = field(default_factory=BlockSection)
     mempool: MempoolSection = field(default_factory=MempoolSection)
     storage: StorageSection = field(default_factory=StorageSection)
+    sync: SyncSection = field(default_factory=SyncSection)
     log: LogSection = field(default_factory=LogSection)
     # The directory relative paths are resolved against (the config file's directory).
     base_dir: str = "."
@@ -250,6 +265,20 @@ BLOCK_BYTES_MAX = 8 * 1_048_576
 BLOCK_INFLIGHT_MAX = 64
 
 
+SNAPSHOTS_KEPT_MAX = 16
+
+
+def trust_hash_bytes(sync: SyncSection) -> bytes | None:
+    """The trusted block hash of ``[sync] trust_hash`` (hex, 0x optional), or None."""
+    text = sync.trust_hash.removeprefix("0x")
+    if len(text) != 64:
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
 def validate(config: NodeConfig) -> None:
     assert BLOCK_BYTES_MAX < limits.BLOB_SIZE_BYTES_MAX
     checks = [
@@ -271,6 +300,16 @@ def validate(config: NodeConfig) -> None:
         (config.node.stall_timeout_s > 0, "[node] stall_timeout_s must be > 0"),
         (config.storage.retain_blocks >= 0,
          "[storage] retain_blocks must be >= 0 (0 keeps every block)"),
+        (config.sync.snapshot_interval_blocks >= 0,
+         "[sync] snapshot_interval_blocks must be >= 0 (0: keep no snapshots)"),
+        (1 <= config.sync.snapshots_kept <= SNAPSHOTS_KEPT_MAX,
+         f"[sync] snapshots_kept must be in 1..{SNAPSHOTS_KEPT_MAX}"),
+        (config.sync.trust_height >= 0, "[sync] trust_height must be >= 0"),
+        (config.sync.trust_height == 0 or trust_hash_bytes(config.sync) is not None,
+         "[sync] trust_hash must be the trusted block's hash (64 hex digits) when "
+         "trust_height is set"),
+        (config.sync.trust_height > 0 or not config.sync.trust_hash,
+         "[sync] trust_hash is set but trust_height is not"),
         (config.log.format in ("json", "console"), "[log] format must be json or console"),
         (
             config.log.level in ("debug", "info", "warning", "error"),

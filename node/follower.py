@@ -15,7 +15,7 @@ blocks back, for at most PRUNED_PEER_MEMORY_SECONDS).
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -49,8 +49,11 @@ PRUNED_PEER_MEMORY_SECONDS = 60.0
 class Follower:
     def __init__(self, *, chain: Chain, applier: Applier, membership: Membership,
                  chain_id: str, log: Any, driver: Callable[[], RaftDriver | None],
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None,
+                 state_sync: Callable[[], Awaitable[None]] | None = None) -> None:
         self._chain = chain
+        # Join by state sync first (node.statesync), when configured and still at genesis.
+        self._state_sync = state_sync
         self._clock: Clock = clock or SystemClock()
         # The highest head our peers answered in the last poll, and when (for health).
         self.peer_head_height: int | None = None
@@ -87,6 +90,13 @@ class Follower:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        if self._state_sync is not None and self._following() and self._chain.height == 0:
+            self._catching_up = True  # no gossiped block is applied meanwhile
+            try:
+                await self._state_sync()
+            finally:
+                self._catching_up = False
+            self._membership.refresh()  # the validator set of the imported state
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._gossip_loop)
             while True:

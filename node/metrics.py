@@ -153,6 +153,11 @@ class Metrics:
             "rpc_subscription_overflows",
             "Subscriptions closed because the subscriber read too slowly.",
         )
+        self.statesync_bad_answers_total = counter(
+            "statesync_bad_answers",
+            "State sync: answers from a peer that failed verification (a false manifest, "
+            "chunk or block), by peer.", ["peer"],
+        )
 
     def _define_histograms(self) -> None:
         registry = self.registry

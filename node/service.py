@@ -35,7 +35,7 @@ import trio
 from consensus.state import Role, SoftState
 from ledger.app import Genesis
 from ledger.block import Block
-from ledger.errors import DecodeError, RemoteError
+from ledger.errors import ConfigError, DecodeError, RemoteError
 from ledger.merkle import merkle_proof
 from node.admission import Admission
 from node.api import NodeStatus, PeerInfo, SubmitResult, TxLocation, TxResultEvent, TxStatus
@@ -44,7 +44,7 @@ from node.bootstrap import bootstrap_raft_log, make_driver, make_libp2p_transpor
 from node.builder import Builder
 from node.chain import Chain
 from node.clock import Clock, SystemClock
-from node.config import NodeConfig
+from node.config import NodeConfig, trust_hash_bytes
 from node.diskfull import DiskFullGuard, free_bytes
 from node.events import Applied, AppliedEvents
 from node.feeds import Feeds
@@ -60,6 +60,7 @@ from node.p2p import wire
 from node.p2p.transport import Transport
 from node.pruning import Pruner
 from node.raft_driver import APPLY_QUEUE_ENTRIES_MAX, ApplyItem, RaftDriver, SnapshotToRestore
+from node.statesync import Snapshots, StateSyncer, StateSyncError
 from node.version import VERSION
 from storage.store import Store
 
@@ -162,9 +163,14 @@ class Node:
         self.applier = Applier(chain=chain, disk=self.disk, events=self.events, log=self.log,
                                metrics=self.metrics, driver=driver,
                                restore=lambda item: self.follower.restore_snapshot(item))
+        sync = self.config.sync
         self.follower = Follower(chain=chain, applier=self.applier, membership=self.membership,
                                  chain_id=self.chain_id, log=self.log, driver=driver,
-                                 clock=self.clock)
+                                 clock=self.clock,
+                                 state_sync=self._state_sync if sync.trust_height else None)
+        self.state_snapshots = Snapshots(chain, interval_blocks=sync.snapshot_interval_blocks,
+                                         kept=sync.snapshots_kept, log=self.log)
+        self.events.subscribe(self.state_snapshots.on_applied)
         self.pruner: Pruner | None = None
         if self.config.storage.retain_blocks > 0:
             self.pruner = Pruner(chain=chain, applier=self.applier,
@@ -184,10 +190,13 @@ class Node:
     def _reopen_storage(self) -> None:
         """After a write failed for want of space (see node.diskfull)."""
         assert self.store is not None and self.chain is not None
+        self.state_snapshots.close()  # LevelDB snapshots do not survive a reopen
         self.store.reopen()
         self.chain.storage_reopened()
 
     def _close(self) -> None:
+        if getattr(self, "state_snapshots", None) is not None:
+            self.state_snapshots.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self.store is not None:
@@ -291,7 +300,28 @@ class Node:
             raise RemoteError(f"bad sync request: {error}") from None
         if request.kind is wire.RequestKind.FORWARD_TXS:
             return await self.admission.serve_forward(request)
+        if request.kind in (wire.RequestKind.GET_SNAPSHOTS, wire.RequestKind.GET_SNAPSHOT_MANIFEST,
+                            wire.RequestKind.GET_SNAPSHOT_CHUNK):
+            return await self.state_snapshots.serve(request)
         return await self.follower.serve(request)
+
+    async def _state_sync(self) -> None:
+        """Join from a verified snapshot (node.statesync); a failure stops the node with
+        the reason (the operator's trust point, or no honest peer holding a snapshot)."""
+        sync = self.config.sync
+        trust_hash = trust_hash_bytes(sync)
+        assert trust_hash is not None, "validated with the config"
+        metrics = self.metrics
+        syncer = StateSyncer(
+            chain=self._chain(), transport=self._transport(), trust_height=sync.trust_height,
+            trust_hash=trust_hash, apply_block=self.applier.apply_from_peer,
+            log=self.log.bind(component="statesync"),
+            on_bad_answer=lambda peer: metrics.statesync_bad_answers_total.labels(
+                peer=peer).inc())
+        try:
+            await syncer.run()
+        except StateSyncError as error:
+            raise ConfigError(f"state sync failed: {error}") from None
 
     # ================================================================== NodeAPI
 

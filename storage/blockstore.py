@@ -533,6 +533,32 @@ class BlockStore:
             keys.META_APPLIED_KEY, keys.seal(keys.META_APPLIED_KEY, _pack_u64(applied_index))
         )
 
+    def store_imported_head_block(self, height: int, block_hash: bytes,
+                                  block_bytes: bytes) -> None:
+        """After a state import at ``height`` (state sync, a restored snapshot file): store
+        the head block's body and hash entry (the chain reads the head block's header) and
+        make it the oldest block held, in ONE synced batch. The blocks between the genesis
+        record and it were never stored here; with ``m oldest`` at the head, reading one of
+        them, or a peer's range request for them, is answered as pruned, naming this height
+        (as on a pruned observer), which keeps the pruning invariant: every block from
+        ``m oldest`` to the head is stored. The caller checked that the bytes are the block
+        of that hash (storage treats blocks as opaque)."""
+        assert self.active_import is None, "the import is finished first"
+        assert self._head == ChainHead(height, block_hash), "only the imported head's block"
+        assert height > GENESIS_HEIGHT
+        assert len(block_bytes) <= limits.BLOB_SIZE_BYTES_MAX
+        database = self._database
+        key = keys.block_key(height)
+        assert database.get(key) is None, f"block {height} is stored already"
+        batch = database.batch(sync=True)
+        batch.put(key, keys.seal(key, block_hash + block_bytes))
+        hash_key = keys.block_hash_key(block_hash)
+        batch.put(hash_key, keys.seal(hash_key, _pack_u64(height)))
+        batch.put(keys.META_OLDEST_BLOCK_KEY,
+                  keys.seal(keys.META_OLDEST_BLOCK_KEY, _pack_u64(height)))
+        database.write(batch, f"storing the imported head block {height}")
+        self._oldest_held = height
+
     def set_imported_head(self, head: ChainHead, applied_index: int) -> None:
         self._head = head
         self._database.applied_index = applied_index

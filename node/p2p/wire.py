@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ledger import limits
-from ledger.codec import Bytes, Enum, ListOf, Struct, Text, UInt, decode
+from ledger.codec import Bytes, Enum, ListOf, Nested, Struct, Text, UInt, decode
 
 # Blocks per sync response: bounded by count and by SYNC_RESPONSE_BYTES_MAX, whichever
 # comes first (a block is at most block_max_bytes, 8 MiB by config validation).
 SYNC_BLOCKS_PER_RESPONSE_MAX = 256
+# State snapshots one node offers at most (it keeps its last few).
+SNAPSHOTS_OFFERED_MAX = 16
 SYNC_RESPONSE_BYTES_MAX = 4 * 1_048_576
 # A forwarded tx batch is one block's worth at most.
 FORWARD_TXS_MAX = 5_000
@@ -42,6 +44,11 @@ class RequestKind(enum.IntEnum):
     GET_HEAD = 1
     GET_BLOCKS = 2
     FORWARD_TXS = 3
+    # State sync (node/statesync.py): the snapshots held; a page of one's manifest
+    # (from_height: its height, to_height: the page); one chunk (to_height: its sequence).
+    GET_SNAPSHOTS = 4
+    GET_SNAPSHOT_MANIFEST = 5
+    GET_SNAPSHOT_CHUNK = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,24 @@ class Head(Struct):
     block_hash: bytes
 
     SCHEMA = (("height", UInt()), ("block_hash", Bytes(32)))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotOffer(Struct):
+    height: int
+    block_hash: bytes
+    applied_index: int
+    chunk_count: int
+
+    SCHEMA = (("height", UInt()), ("block_hash", Bytes(32)), ("applied_index", UInt()),
+              ("chunk_count", UInt()))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotOffers(Struct):
+    offers: tuple[SnapshotOffer, ...]
+
+    SCHEMA = (("offers", ListOf(Nested(SnapshotOffer), maximum=SNAPSHOTS_OFFERED_MAX)),)
 
 
 @dataclass(frozen=True, slots=True)
