@@ -21,9 +21,9 @@ from node.mempool import Mempool
 class NoChain:
     """A chain on which nothing is committed yet."""
 
-    class blocks:  # noqa: N801 (stands for the Chain's attribute)
+    class state:  # noqa: N801 (stands for the Chain's attribute)
         @staticmethod
-        def transaction(tx_id: bytes) -> None:
+        def get(key: bytes) -> None:
             return None
 
 
