@@ -162,34 +162,49 @@ class Snapshots:
 
 @dataclass(frozen=True)
 class TrustedState:
-    """What the hash chain from the trusted block proves about the snapshot height."""
+    """What the hash chain from the trusted block proves about a snapshot's height."""
 
-    blocks: list[bytes]  # S ..= T, as received (hash-linked)
-    roots: Roots  # the results and state roots of S, from a header in S+1 ..= T
+    offer: wire.SnapshotOffer
+    blocks: list[bytes]  # the snapshot's height ..= the trusted height, as received
+    roots: Roots  # the results and state roots of the snapshot's height
 
 
-def verify_trust_path(blocks: list[Block], raw: list[bytes], *, height: int, block_hash: bytes,
-                      trust_height: int, trust_hash: bytes) -> TrustedState:
-    """Check that ``blocks`` are the chain from ``height`` to ``trust_height``, linked by
-    hashes back from ``trust_hash``, that block ``height`` is ``block_hash``, and find the
-    header that commits to the state of ``height``. StateSyncError otherwise."""
-    if [block.header.height for block in blocks] != list(range(height, trust_height + 1)):
-        raise StateSyncError(f"blocks {height}..{trust_height} not all received in order")
+class _NotLinked(StateSyncError):
+    """The blocks a peer sent do not link back from the trusted hash: it lied (or the
+    trust hash is wrong)."""
+
+
+def verify_trust_path(blocks: list[Block], raw: list[bytes], offers: list[wire.SnapshotOffer],
+                      *, trust_height: int, trust_hash: bytes) -> TrustedState:
+    """``blocks`` run from the lowest offered height to ``trust_height``: check they are
+    linked by hashes back from ``trust_hash`` (each block names its predecessor's hash),
+    then take the newest offer whose block is on that chain and whose state a later header
+    commits to. _NotLinked if the blocks are not the trusted chain; StateSyncError if no
+    offer can be verified from this trusted block."""
+    first = min(offer.height for offer in offers)
+    if [block.header.height for block in blocks] != list(range(first, trust_height + 1)):
+        raise _NotLinked(f"blocks {first}..{trust_height} not all received in order")
     if blocks[-1].hash != trust_hash:
-        raise StateSyncError(f"block {trust_height} is not the trusted block "
-                             f"0x{trust_hash.hex()} (a peer lies, or the trust hash is wrong)")
+        raise _NotLinked(f"block {trust_height} is not the trusted block "
+                         f"0x{trust_hash.hex()} (a peer lies, or the trust hash is wrong)")
     for earlier, later in itertools.pairwise(blocks):
         if later.header.previous_hash != earlier.hash:
-            raise StateSyncError(f"block {later.header.height} does not link to block "
-                                 f"{earlier.header.height}")
-    if blocks[0].hash != block_hash:
-        raise StateSyncError(f"the snapshot's block {height} is not on the trusted chain")
-    for block in blocks[1:]:
+            raise _NotLinked(f"block {later.header.height} does not link to block "
+                             f"{earlier.header.height}")
+    committed_to: dict[int, Roots] = {}
+    for block in blocks:
         header = block.header
-        if header.state_height == height:
-            return TrustedState(raw, Roots(header.results_root, header.state_root))
-    raise StateSyncError(f"no block in {height + 1}..{trust_height} commits to the state of "
-                         f"{height}: choose a later trusted block")
+        committed_to.setdefault(header.state_height,
+                                Roots(header.results_root, header.state_root))
+    for offer in sorted(offers, key=lambda offer: offer.height, reverse=True):
+        index = offer.height - first
+        roots = committed_to.get(offer.height)
+        if blocks[index].hash == offer.block_hash and roots is not None:
+            return TrustedState(offer, raw[index:], roots)
+    raise StateSyncError(
+        f"no snapshot offered ({sorted(offer.height for offer in offers)}) is on the trusted "
+        f"chain with a later block in ..{trust_height} committing to its state: choose a "
+        "later trusted block")
 
 
 class StateSyncer:
@@ -229,24 +244,26 @@ class StateSyncer:
         if interrupted is not None:
             self._log.warning("state sync: an import was interrupted; starting again",
                               height=interrupted[0], chunks_written=interrupted[3])
-        height, offer, holders = await self._choose()
-        self._log.info("state sync: snapshot chosen", height=height, peers=len(holders),
+        offers = await self._offers()
+        trusted = await self._trusted_state(offers)
+        offer = trusted.offer
+        holders = offers[offer]
+        self._log.info("state sync: snapshot chosen", height=offer.height, peers=len(holders),
                        trust_height=self._trust_height)
-        trusted = await self._trusted_state(offer, holders)
         manifest = await self._manifest(offer, holders, trusted.roots.state_root)
         await self._import(offer, manifest, holders, trusted)
         self.seconds = time.perf_counter() - started
         self._log.info("state sync: state imported; applying the blocks up to the trusted one",
-                       height=height, chunks=len(manifest.start_keys),
+                       height=offer.height, chunks=len(manifest.start_keys),
                        seconds=round(self.seconds, 2), bad_peers=sorted(self.bad_peers))
         for data in trusted.blocks[1:]:
             await self._apply_block(data)
 
-    async def _choose(self) -> tuple[int, wire.SnapshotOffer, list[str]]:
-        """The newest snapshot below the trusted height, and the peers holding it."""
+    async def _offers(self) -> dict[wire.SnapshotOffer, list[str]]:
+        """The snapshots below the trusted height that peers hold, and who holds each."""
         deadline = trio.current_time() + self._wait_s
         while True:
-            offers: dict[tuple[int, bytes, int], list[str]] = {}
+            offers: dict[wire.SnapshotOffer, list[str]] = {}
             for peer in self._transport.peers():
                 if not peer.connected or peer.peer_id in self.bad_peers:
                     continue
@@ -257,44 +274,46 @@ class StateSyncer:
                     continue
                 for offer in offered.offers:
                     if 0 < offer.height < self._trust_height:
-                        key = (offer.height, offer.block_hash, offer.applied_index)
+                        key = wire.SnapshotOffer(offer.height, offer.block_hash,
+                                                 offer.applied_index, 0)
                         offers.setdefault(key, []).append(peer.peer_id)
             if offers:
-                key = max(offers, key=lambda item: (item[0], len(offers[item])))
-                return key[0], wire.SnapshotOffer(*key, 0), offers[key]
+                return offers
             if trio.current_time() > deadline:
                 raise StateSyncError(
                     f"no peer holds a snapshot below the trusted height {self._trust_height} "
                     f"(waited {self._wait_s:.0f} s)")
             await trio.sleep(OFFERS_RETRY_S)
 
-    async def _trusted_state(self, offer: wire.SnapshotOffer, holders: list[str]
+    async def _trusted_state(self, offers: dict[wire.SnapshotOffer, list[str]]
                              ) -> TrustedState:
-        peers = holders + [peer.peer_id for peer in self._transport.peers()
-                           if peer.connected and peer.peer_id not in holders]
+        first = min(offer.height for offer in offers)
+        holders = {peer for peers in offers.values() for peer in peers}
+        peers = sorted(holders) + [peer.peer_id for peer in self._transport.peers()
+                                   if peer.connected and peer.peer_id not in holders]
         failures: list[str] = []
         for peer_id in peers:
             if peer_id in self.bad_peers:
                 continue
             raw: list[bytes] = []
             try:
-                while len(raw) < self._trust_height - offer.height + 1:
-                    first = offer.height + len(raw)
-                    answer = await self._ask(peer_id, wire.RequestKind.GET_BLOCKS, first,
-                                             self._trust_height)
+                while len(raw) < self._trust_height - first + 1:
+                    answer = await self._ask(peer_id, wire.RequestKind.GET_BLOCKS,
+                                             first + len(raw), self._trust_height)
                     got = wire.decode_message(wire.BlockRange, answer).blocks
                     if not got:
-                        raise StateSyncError(f"no blocks from {first}")
+                        raise _NotLinked(f"no blocks from {first + len(raw)}")
                     raw.extend(got)
                 blocks = [decode_block(data, chain_id=self._chain.chain_id) for data in raw]
-                return verify_trust_path(blocks, raw, height=offer.height,
-                                         block_hash=offer.block_hash,
+                return verify_trust_path(blocks, raw, list(offers),
                                          trust_height=self._trust_height,
                                          trust_hash=self._trust_hash)
-            except (StateSyncError, DecodeError) as error:
+            except (_NotLinked, DecodeError) as error:
                 self._bad(peer_id, "blocks to the trusted one", error=str(error))
                 failures.append(str(error))
             except (MedledgerError, OSError, trio.TooSlowError) as error:
+                if isinstance(error, StateSyncError):
+                    raise  # no offer is verifiable from this trust point: not a peer's lie
                 failures.append(f"{peer_id}: {error}")
         raise StateSyncError("no peer served the blocks from the snapshot to the trusted "
                              f"block: {'; '.join(failures[-3:])}")
