@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger.block import Block
 from ledger.merkle import MerkleProof
 from ledger.results import ResultCode
+
+if TYPE_CHECKING:
+    from node.snapshot_sessions import SnapshotChunkData, SnapshotOpened
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,21 @@ class NodeAPI(Protocol):
     def tx(self, tx_id: bytes) -> TxLocation | None: ...
 
     def tx_status(self, tx_id: bytes) -> TxStatus: ...
+
+    def roots(self, height: int) -> tuple[bytes, bytes] | None:
+        """(results root, state root) of an applied height (the state holds them for every
+        height, also below a restored snapshot's), or None above the head."""
+        ...
+
+    # A consistent copy of the state for `medledger snapshot save` (node.snapshot_sessions):
+    # SnapshotSessionNotFoundError for an unknown, ended or expired session or a chunk out
+    # of order, SnapshotUnavailableError when every session is in use.
+
+    async def snapshot_begin(self) -> SnapshotOpened: ...
+
+    async def snapshot_chunk(self, session_id: str, sequence: int) -> SnapshotChunkData: ...
+
+    def snapshot_end(self, session_id: str) -> None: ...
 
     async def submit(self, raws: Sequence[bytes]) -> list[SubmitResult]:
         """Stateless check and mempool admission (forwarded to the leader as needed)."""

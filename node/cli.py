@@ -8,6 +8,7 @@
     medledger status --rpc URL            a node's status
     medledger tx submit ...               sign and submit a transaction
     medledger member propose|vote|list    consortium governance: proposals and votes
+    medledger snapshot save|restore|verify  backups: a node's state in one checked file
     medledger simulate ...                the deterministic cluster simulator
     medledger demo --rpc URL              the healthcare story against a running devnet
     medledger loadtest ...                the load generator (see `medledger loadtest -h`)
@@ -125,6 +126,7 @@ def _add_node_commands(commands: Any) -> None:
                         help="seconds to wait for the commit (0: do not wait)")
     submit.set_defaults(handler=_tx_submit)
     _add_member_commands(commands)
+    _add_snapshot_commands(commands)
 
 
 def _add_member_commands(commands: Any) -> None:
@@ -163,6 +165,52 @@ def _add_member_commands(commands: Any) -> None:
     vote.add_argument("--reject", action="store_true", help="vote against (default: for)")
     vote.set_defaults(handler=_bad_input_exits_2(_member_vote))
     listing.set_defaults(handler=_member_list)
+
+
+SNAPSHOT_HELP = """\
+A snapshot file holds one consistent state of the chain at one height: the chain id, the
+genesis hash, the height, the head block, the state root and the state, with a SHA-256
+over all of it. `restore` checks the whole file, and that it is of the chain of the
+genesis file given, before it writes anything; it imports the state, checks that it adds
+up to the file's state root, and makes an OBSERVER's data directory at that height: the
+node started on it follows the chain by block sync from there. It holds no Raft state
+(term, vote, log): a validator is not restored from a file (it could vote twice in a
+term); restore its data directory as an observer's, or rejoin it with a new one."""
+
+
+def _add_snapshot_commands(commands: Any) -> None:
+    """Backups: snapshot save (running node over RPC, or stopped node), restore, verify."""
+    snapshot = commands.add_parser(
+        "snapshot", help="backups: save a node's state to a file, restore it",
+        description=SNAPSHOT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = snapshot.add_subparsers(metavar="ACTION")
+    save = actions.add_parser(
+        "save", help="save the state of a running node (--rpc) or a stopped one "
+                     "(--data-dir)", description=SNAPSHOT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = save.add_mutually_exclusive_group(required=True)
+    source.add_argument("--rpc", metavar="URL",
+                        help="a running node's RPC (admin methods: give --token)")
+    source.add_argument("--data-dir", metavar="DIR", help="a stopped node's data directory")
+    save.add_argument("--token", help="the node's [rpc] admin_token (--rpc)")
+    save.add_argument("--genesis", metavar="FILE", help="the chain's genesis file (--data-dir)")
+    save.add_argument("-o", "--output", required=True, help="the snapshot file to write")
+    save.add_argument("--force", action="store_true", help="overwrite an existing file")
+    save.set_defaults(handler=_bad_input_exits_2(_snapshot_save))
+    restore = actions.add_parser(
+        "restore", help="make a new (observer's) data directory from a snapshot file",
+        description=SNAPSHOT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    restore.add_argument("file", help="the snapshot file")
+    restore.add_argument("--dir", required=True,
+                         help="the data directory to make (new or empty): the node's "
+                              "[node] data_dir")
+    restore.add_argument("--genesis", required=True, metavar="FILE",
+                         help="the chain's genesis file: a snapshot of another chain is "
+                              "refused")
+    restore.set_defaults(handler=_bad_input_exits_2(_snapshot_restore))
+    verify = actions.add_parser("verify", help="check a snapshot file and show what it holds")
+    verify.add_argument("file", help="the snapshot file")
+    verify.set_defaults(handler=_snapshot_verify)
 
 
 def _add_tool_commands(commands: Any) -> None:
@@ -283,6 +331,43 @@ def _genesis(args: argparse.Namespace) -> int:
     write_genesis(output, genesis)
     print(f"wrote {args.output}: chain {genesis.chain_id}, "
           f"hash 0x{genesis_hash(genesis).hex()}")
+    return 0
+
+
+def _snapshot_save(args: argparse.Namespace) -> int:
+    from node.tools.snapshot import save_from_data_dir, save_from_rpc, summary_view
+
+    output = Path(args.output)
+    if args.rpc is not None:
+        if args.genesis is not None:
+            raise ConfigError("--genesis goes with --data-dir (the node knows its chain)")
+        summary = save_from_rpc(args.rpc, output, token=args.token, force=args.force)
+    else:
+        if args.genesis is None:
+            raise ConfigError("--data-dir needs --genesis FILE (the chain's genesis file)")
+        if args.token is not None:
+            raise ConfigError("--token goes with --rpc")
+        summary = save_from_data_dir(Path(args.data_dir), Path(args.genesis), output,
+                                     force=args.force)
+    print(json.dumps({"saved": True, **summary_view(output, summary)}, indent=2))
+    return 0
+
+
+def _snapshot_restore(args: argparse.Namespace) -> int:
+    from node.tools.snapshot import restore
+
+    report = restore(Path(args.file), Path(args.dir), Path(args.genesis))
+    print(json.dumps(report.view(), indent=2))
+    return 0
+
+
+def _snapshot_verify(args: argparse.Namespace) -> int:
+    from node.tools.snapshot import summary_view
+    from storage.backup import verify_snapshot_file
+
+    path = Path(args.file)
+    print(json.dumps({"verified": True, **summary_view(path, verify_snapshot_file(path))},
+                     indent=2))
     return 0
 
 

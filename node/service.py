@@ -50,7 +50,7 @@ from node.events import Applied, AppliedEvents
 from node.feeds import Feeds
 from node.follower import Follower
 from node.forwarding import Forwarder
-from node.genesis import load_genesis
+from node.genesis import genesis_hash, load_genesis
 from node.health import Health
 from node.keys import raft_node_id, read_key_file
 from node.logs import get_logger
@@ -60,6 +60,7 @@ from node.p2p import wire
 from node.p2p.transport import Transport
 from node.pruning import Pruner
 from node.raft_driver import APPLY_QUEUE_ENTRIES_MAX, ApplyItem, RaftDriver, SnapshotToRestore
+from node.snapshot_sessions import SnapshotChunkData, SnapshotOpened, SnapshotSessions
 from node.statesync import Snapshots, StateSyncer, StateSyncError
 from node.version import VERSION
 from storage.store import Store
@@ -177,6 +178,10 @@ class Node:
                                  retain_blocks=self.config.storage.retain_blocks,
                                  is_validator=lambda: self.is_validator, log=self.log)
             self.events.subscribe(self.pruner.on_applied)
+        # Backups (`medledger snapshot save --rpc`): admin_snapshotBegin/Chunk/End.
+        self.snapshot_sessions = SnapshotSessions(
+            store=self._store, chain_id=self.chain_id, genesis_hash=genesis_hash(self.genesis),
+            log=self.log.bind(component="snapshot_sessions"), clock=self.clock)
         self.probes = Health(clock=self.clock, stall_timeout_s=self.config.node.stall_timeout_s,
                              chain=chain, follower=self.follower, disk=self.disk,
                              driver=driver, is_validator=lambda: self.is_validator)
@@ -190,6 +195,7 @@ class Node:
     def _reopen_storage(self) -> None:
         """After a write failed for want of space (see node.diskfull)."""
         assert self.store is not None and self.chain is not None
+        self.snapshot_sessions.close_all()
         self.state_snapshots.close()  # LevelDB snapshots do not survive a reopen
         self.store.reopen()
         self.chain.storage_reopened()
@@ -199,6 +205,9 @@ class Node:
             self.state_snapshots.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        sessions: SnapshotSessions | None = getattr(self, "snapshot_sessions", None)
+        if sessions is not None:
+            sessions.close_all()
         if self.store is not None:
             self.store.close()
 
@@ -221,6 +230,7 @@ class Node:
             await nursery.start(service.run)
         if self.pruner is not None:
             await nursery.start(self.pruner.run)
+        await nursery.start(self.snapshot_sessions.run)
         if self._rpc_enabled:
             from node.rpc.app_methods import app_method_specs
             from node.rpc.server import RpcServer
@@ -268,6 +278,10 @@ class Node:
 
     def _driver(self) -> RaftDriver | None:
         return self.driver
+
+    def _store(self) -> Store:
+        assert self.store is not None, "storage is not open yet"
+        return self.store
 
     def _chain(self) -> Chain:
         assert self.chain is not None, "storage is not open yet"
@@ -382,7 +396,7 @@ class Node:
     def statistics(self) -> dict[str, dict[str, int]]:
         """Each service's counters (for logs and tests)."""
         names = ("admission", "forwarder", "builder", "applier", "follower", "membership",
-                 "feeds", "pruner")
+                 "feeds", "pruner", "snapshot_sessions")
         return {name: getattr(self, name).statistics() for name in names
                 if getattr(self, name) is not None}
 
@@ -424,6 +438,22 @@ class Node:
         if tx_id in self.mempool:
             return TxStatus(tx_id, "pending")
         return TxStatus(tx_id, "unknown")
+
+    def roots(self, height: int) -> tuple[bytes, bytes] | None:
+        chain = self._chain()
+        if height > chain.height:
+            return None
+        roots = chain.roots(height)
+        return roots.results_root, roots.state_root
+
+    async def snapshot_begin(self) -> SnapshotOpened:
+        return await self.snapshot_sessions.begin()
+
+    async def snapshot_chunk(self, session_id: str, sequence: int) -> SnapshotChunkData:
+        return await self.snapshot_sessions.chunk(session_id, sequence)
+
+    def snapshot_end(self, session_id: str) -> None:
+        self.snapshot_sessions.end(session_id)
 
     def subscribe_blocks(self) -> AsyncIterator[Block]:
         return self.feeds.subscribe_blocks()

@@ -20,7 +20,9 @@ __all__ = [
     "CorruptionError",
     "DataDirectoryInUseError",
     "DiskFullError",
+    "ForeignSnapshotError",
     "SchemaMismatchError",
+    "SnapshotFileError",
     "StateChunkError",
     "StorageError",
     "ValueChecksumError",
@@ -65,6 +67,17 @@ class BlockHashMismatchError(CorruptionError):
     def __init__(self, key: bytes, description: str) -> None:
         super().__init__(f"stored block does not match its hash: {description}")
         self.key = key
+
+
+class SnapshotFileError(StorageError):
+    """A snapshot (backup) file that cannot be used: unreadable, truncated, damaged, of
+    another format, or whose state does not add up to its root. The message names the file
+    and what is wrong; nothing was restored from it."""
+
+
+class ForeignSnapshotError(SnapshotFileError):
+    """A sound snapshot file of another chain than the genesis file given (the message
+    names both chains)."""
 
 
 class StateChunkError(RemoteError):

@@ -31,6 +31,12 @@ from node.api import (
 )
 from node.rpc.limits import RpcLimits
 from node.rpc.server import RpcServer
+from node.snapshot_sessions import (
+    SnapshotChunkData,
+    SnapshotOpened,
+    SnapshotSessionNotFoundError,
+    SnapshotUnavailableError,
+)
 
 PROPOSER = SigningKey(bytes(range(100, 132)))
 # Like the real node: a bounded buffer per subscriber, dropped (iterator ends) when full.
@@ -132,6 +138,18 @@ class FakeNode:
 
     def peers(self) -> Sequence[PeerInfo]:
         return self.peer_list
+
+    def roots(self, height: int) -> tuple[bytes, bytes] | None:
+        return (EMPTY_ROOT, ZERO_HASH) if height <= len(self.blocks) else None
+
+    async def snapshot_begin(self) -> SnapshotOpened:
+        raise SnapshotUnavailableError("this fake node holds no store to snapshot")
+
+    async def snapshot_chunk(self, session_id: str, sequence: int) -> SnapshotChunkData:
+        raise SnapshotSessionNotFoundError(f"no snapshot session {session_id}")
+
+    def snapshot_end(self, session_id: str) -> None:
+        raise SnapshotSessionNotFoundError(f"no snapshot session {session_id}")
 
     def head(self) -> tuple[int, bytes]:
         if not self.blocks:

@@ -26,9 +26,10 @@ code    name                       meaning
                                    closed (sent as a ``chain_subscription`` notification
                                    with an ``error`` member), the connection stays open
 -32006  too_many_subscriptions     the per-connection subscription cap is reached
--32010  not_ready                  reserved: the node cannot serve this now (no leader, not
-                                   started). Txs sent to a node without a leader are
-                                   admitted and forwarded later, not refused.
+-32010  not_ready                  the node cannot serve this now: every snapshot session
+                                   is in use, or no block to snapshot yet
+                                   (admin_snapshotBegin). Txs sent to a node without a
+                                   leader are admitted and forwarded later, not refused.
 -32011  timeout                    the node did not answer within the call's deadline
 -32012  pruned                     the block (or the tx's block) is older than the oldest
                                    block this node holds: it keeps only recent blocks

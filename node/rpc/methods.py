@@ -25,6 +25,7 @@ from node.rpc.context import CallContext
 from node.rpc.errors import (
     InvalidParams,
     NotFound,
+    NotReady,
     Pruned,
     Timeout,
     TooManySubscriptions,
@@ -54,6 +55,11 @@ from node.rpc.subscriptions import (
     TOPIC_NEW_BLOCKS,
     TOPICS,
     WebSocketSession,
+)
+from node.snapshot_sessions import (
+    SESSION_ID_BYTES,
+    SnapshotSessionNotFoundError,
+    SnapshotUnavailableError,
 )
 from storage.errors import BlockPrunedError
 
@@ -144,6 +150,16 @@ async def chain_get_tx(call: CallContext, params: dict[str, Any]) -> Any:
         "tx_root": hex_bytes(header.tx_root),
         "proof": proof_view(location.proof),
     }
+
+
+async def chain_get_roots(call: CallContext, params: dict[str, Any]) -> Any:
+    height = params["height"]
+    roots = call.node.roots(height)
+    if roots is None:
+        raise NotFound(f"Not found: height {height} is not applied yet")
+    results_root, state_root = roots
+    return {"height": height, "results_root": hex_bytes(results_root),
+            "state_root": hex_bytes(state_root)}
 
 
 async def chain_subscribe(call: CallContext, params: dict[str, Any]) -> Any:
@@ -262,6 +278,42 @@ async def admin_rpc_statistics(call: CallContext, params: dict[str, Any]) -> Any
     return statistics
 
 
+async def admin_snapshot_begin(call: CallContext, params: dict[str, Any]) -> Any:
+    try:
+        opened = await call.node.snapshot_begin()
+    except SnapshotUnavailableError as error:
+        raise NotReady(f"Not ready: {error}") from None
+    call.server.log.info("snapshot session opened", session=opened.session_id,
+                         height=opened.height, request_id=call.connection.request_id)
+    return {
+        "session": opened.session_id,
+        "chain_id": opened.chain_id,
+        "genesis_hash": hex_bytes(opened.genesis_hash),
+        "state_layout": opened.state_layout,
+        "height": opened.height,
+        "block_hash": hex_bytes(opened.block_hash),
+        "applied_index": opened.applied_index,
+        "state_root": hex_bytes(opened.state_root),
+        "head_block": hex_bytes(opened.head_block),
+    }
+
+
+async def admin_snapshot_chunk(call: CallContext, params: dict[str, Any]) -> Any:
+    try:
+        chunk = await call.node.snapshot_chunk(params["session"], params["sequence"])
+    except SnapshotSessionNotFoundError as error:
+        raise NotFound(f"Not found: {error}") from None
+    return {"sequence": chunk.sequence, "done": chunk.done, "chunk": hex_bytes(chunk.data)}
+
+
+async def admin_snapshot_end(call: CallContext, params: dict[str, Any]) -> Any:
+    try:
+        call.node.snapshot_end(params["session"])
+    except SnapshotSessionNotFoundError as error:
+        raise NotFound(f"Not found: {error}") from None
+    return True
+
+
 # ---- the registry ----------------------------------------------------------------------------
 
 
@@ -311,6 +363,14 @@ def _chain_methods(limits_tx_filter_ids_max: int) -> list[MethodSpec]:
                        "block_hash, tx_root, proof}", OBJECT),
             params=(ParamSpec("tx_id", HASH, "SHA-256 of the raw tx"),),
             errors=(NotFound, Pruned),
+        ),
+        MethodSpec(
+            "chain_getRoots", "The results root and state root of an applied height, as "
+            "this node's state holds them (a later header commits to them).",
+            chain_get_roots,
+            ResultSpec("roots", "{height, results_root, state_root}", OBJECT),
+            params=(ParamSpec("height", NonNegativeInt(), "an applied height"),),
+            errors=(NotFound,),
         ),
         MethodSpec(
             "chain_subscribe", "Subscribe to newBlocks or txResults; notifications are "
@@ -412,6 +472,44 @@ def _rpc_and_admin_methods() -> list[MethodSpec]:
             "subscriptions.",
             admin_rpc_statistics, ResultSpec("statistics", "counters and limits", OBJECT),
             errors=(Unauthorized,), admin=True,
+        ),
+        *_snapshot_methods(),
+    ]
+
+
+SNAPSHOT_SESSION = Text(length_max=2 + 2 * SESSION_ID_BYTES, length_min=1,
+                        pattern="0x[0-9a-f]+")
+
+
+def _snapshot_methods() -> list[MethodSpec]:
+    """A consistent copy of the state for `medledger snapshot save --rpc`
+    (node.snapshot_sessions)."""
+    session = ParamSpec("session", SNAPSHOT_SESSION, "the id admin_snapshotBegin returned")
+    return [
+        MethodSpec(
+            "admin_snapshotBegin", "Open a snapshot session: one consistent view of the "
+            "state at the head, read in chunks while the node keeps applying blocks.",
+            admin_snapshot_begin,
+            ResultSpec("snapshot", "{session, chain_id, genesis_hash, state_layout, height, "
+                       "block_hash, applied_index, state_root, head_block}", OBJECT),
+            errors=(Unauthorized, NotReady), admin=True,
+            description="At most 2 sessions at once (else -32010 not_ready); a session "
+            "idle for 60 s is closed. Chunk 0 is read at once.",
+        ),
+        MethodSpec(
+            "admin_snapshotChunk", "Chunk `sequence` of a snapshot session: the next one, "
+            "or the last one again (a retry).",
+            admin_snapshot_chunk,
+            ResultSpec("chunk", "{sequence, done, chunk}: chunk is a StateChunk's canonical "
+                       "encoding, at most 1 MiB of keys and values", OBJECT),
+            params=(session, ParamSpec("sequence", NonNegativeInt(), "0, 1, ... in order")),
+            errors=(Unauthorized, NotFound), admin=True,
+        ),
+        MethodSpec(
+            "admin_snapshotEnd", "Close a snapshot session (its LevelDB snapshot).",
+            admin_snapshot_end, ResultSpec("ended", "true", {"type": "boolean"}),
+            params=(session,),
+            errors=(Unauthorized, NotFound), admin=True,
         ),
     ]
 
