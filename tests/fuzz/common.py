@@ -21,7 +21,7 @@ ROOT = FUZZ_DIR.parent.parent
 # In-process harnesses (coverage-guided under atheris); "peer" is the live-node one.
 HARNESSES = (
     "tx", "block", "raft_frame", "gossip", "sync", "rpc_body", "rpc_params", "config",
-    "genesis",
+    "genesis", "snapshot_file",
 )
 PEER_HARNESS = "peer"
 
