@@ -55,6 +55,7 @@ class Builder:
         self._clock: Clock = clock or SystemClock()
         self._proposals: dict[int, Proposal] = {}  # raft index -> our block there
         self._proposed_head: tuple[int, bytes, int] | None = None
+        self._proposed_state_height = 0  # the state height the proposed head names
         self._wakeup = trio.Event()
         self.blocks_proposed = 0
         self.proposals_lost = 0
@@ -136,6 +137,7 @@ class Builder:
             return
         if self._proposed_head is None:
             self._proposed_head = self._chain.head()
+            self._proposed_state_height = self._chain.named_state_height()
         height, previous_hash, previous_timestamp = self._proposed_head
         status = driver.raw_node.status()
         raft_index = status.last_index + 1
@@ -143,6 +145,7 @@ class Builder:
             self._key, txs, height=height + 1, previous_hash=previous_hash,
             previous_timestamp_ms=previous_timestamp, now_ms=self._clock.wall_ms(),
             raft_term=status.hard_state.term, raft_index=raft_index,
+            previous_state_height=self._proposed_state_height,
         )
         tx_ids = [tx.tx_id for tx in txs]
         outcome = driver.propose(block.encode())
@@ -157,4 +160,5 @@ class Builder:
             block.header.height, block.hash, block.header.timestamp_ms, tx_ids
         )
         self._proposed_head = (block.header.height, block.hash, block.header.timestamp_ms)
+        self._proposed_state_height = block.header.state_height
         self.blocks_proposed += 1

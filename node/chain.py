@@ -165,6 +165,8 @@ class Chain:
         self._head: tuple[int, bytes, int] = (
             head.height, head.block_hash, self._timestamp_of(head.height)
         )
+        # The state height the head block's header commits to (0 at genesis).
+        self._named_state_height = self._state_height_named_by(head.height)
 
     def storage_reopened(self) -> None:
         """The store was reopened after a failed write: read the head again (the failed
@@ -173,8 +175,17 @@ class Chain:
         head = self.blocks.head()
         assert head is not None
         self._head = (head.height, head.block_hash, self._timestamp_of(head.height))
+        self._named_state_height = self._state_height_named_by(head.height)
 
     # ------------------------------------------------------------------ reading
+
+    def named_state_height(self) -> int:
+        """The state height the head block's header commits to."""
+        return self._named_state_height
+
+    def _state_height_named_by(self, height: int) -> int:
+        block = self.block_by_height(height)
+        return 0 if block is None else block.header.state_height
 
     def head(self) -> tuple[int, bytes, int]:
         """(height, hash, timestamp_ms) of the last applied block, read consistently."""
@@ -302,6 +313,7 @@ class Chain:
             raise
         self._apply_state.written(outcome.writes)
         self._head = (header.height, block_hash, header.timestamp_ms)
+        self._named_state_height = header.state_height
         return AppliedBlock(block, tx_ids, outcome.codes, outcome.events,
                             outcome.validator_changes)
 
@@ -318,9 +330,14 @@ class Chain:
         now_ms: int,
         raft_term: int,
         raft_index: int,
+        previous_state_height: int,
     ) -> Block:
-        """The leader's proposal: committed to the newest roots this node has applied."""
-        state_height = self.height  # once: the apply thread may move it meanwhile
+        """The leader's proposal: committed to the roots of the height after the one its
+        predecessor committed to (``previous_state_height``), or of the newest height this
+        node applied if that is lower. One height at a time, so every height's state is
+        named by some header: a node joining by state sync can check a snapshot of any
+        height (a pipelined leader naming only its newest applied height skipped some)."""
+        state_height = min(self.height, previous_state_height + 1)  # self.height once
         roots = self.roots(state_height)
         return make_block(
             key,

@@ -226,7 +226,8 @@ class Node:
         if self.is_validator:
             await self._start_consensus()
         await nursery.start(self.applier.run, receive_channel)
-        for service in (self.follower, self.admission, self.forwarder, self.membership):
+        for service in (self.follower, self.admission, self.forwarder, self.membership,
+                        self.state_snapshots):
             await nursery.start(service.run)
         if self.pruner is not None:
             await nursery.start(self.pruner.run)

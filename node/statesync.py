@@ -31,19 +31,20 @@ Heights below S are not held afterwards (queries for them answer as for pruned b
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from ledger.block import Block, decode_block
-from ledger.commitment import accumulator_of, encode_accumulator
 from ledger.errors import DecodeError, MedledgerError, RemoteError
-from ledger.evaluation import Roots, committed_items
+from ledger.evaluation import Roots
 from node.chain import Chain
 from node.p2p import wire
 from node.p2p.transport import Transport
@@ -61,6 +62,8 @@ from storage.statesync import (
     verify_manifest,
 )
 
+T = TypeVar("T")
+
 # Bytes of keys and values per chunk (a response carries one chunk).
 CHUNK_BYTES_MAX = 512 * 1024
 REQUEST_TIMEOUT_S = 20.0
@@ -68,7 +71,7 @@ REQUEST_TIMEOUT_S = 20.0
 CHUNKS_IN_FLIGHT_PER_PEER = 2
 # How long a joining node waits for peers that hold a usable snapshot.
 OFFERS_WAIT_S = 60.0
-OFFERS_RETRY_S = 1.0
+OFFERS_RETRY_S = 0.25
 
 
 class StateSyncError(MedledgerError):
@@ -79,6 +82,18 @@ class StateSyncError(MedledgerError):
 class _Held:
     snapshot: StateSnapshot
     manifest: Manifest | None = None
+    readers: int = 0  # worker threads reading it now: it is closed only when none is
+    dropped: bool = False
+
+    def release(self) -> None:
+        self.readers -= 1
+        if self.dropped and not self.readers:
+            self.snapshot.close()
+
+    def drop(self) -> None:
+        self.dropped = True
+        if not self.readers:
+            self.snapshot.close()
 
 
 class Snapshots:
@@ -94,7 +109,19 @@ class Snapshots:
         self._log = log
         self._held: dict[int, _Held] = {}
         self._manifest_lock = trio.Lock()
+        self._new_snapshot = trio.Event()
         self.taken = 0
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Make each new snapshot's manifest in the background, so a joining node's
+        first request does not wait for the O(state) pass."""
+        task_status.started()
+        while True:
+            await self._new_snapshot.wait()
+            self._new_snapshot = trio.Event()
+            for held in list(self._held.values()):
+                if held.manifest is None and not held.dropped:
+                    await self._manifest(held)
 
     def on_applied(self, event: Any) -> None:
         """Called on the event loop right after each apply, before the next one starts."""
@@ -110,12 +137,13 @@ class Snapshots:
             return
         self._held[height] = _Held(snapshot)
         self.taken += 1
+        self._new_snapshot.set()
         while len(self._held) > self._kept:
-            self._held.pop(min(self._held)).snapshot.close()
+            self._held.pop(min(self._held)).drop()
 
     def close(self) -> None:
         for held in self._held.values():
-            held.snapshot.close()
+            held.drop()
         self._held.clear()
 
     async def serve(self, request: wire.Request) -> bytes:
@@ -143,17 +171,27 @@ class Snapshots:
         if sequence >= len(manifest.start_keys):
             raise RemoteError(f"no chunk {sequence} in the snapshot at {request.from_height}")
         start_key = manifest.start_keys[sequence]
-        chunk = await trio.to_thread.run_sync(lambda: next(export_chunks(
+        chunk = await self._reading(held, lambda: next(export_chunks(
             held.snapshot, self._chunk_bytes_max, start_key=start_key,
-            first_sequence=sequence)))
-        return chunk.encode()
+            first_sequence=sequence, hash_items=False)))
+        # The manifest hashed these very items of this very snapshot: no second pass.
+        return dataclasses.replace(chunk, accumulator=manifest.accumulators[sequence]).encode()
+
+    async def _reading(self, held: _Held, read: Callable[[], T]) -> T:
+        if held.dropped:
+            raise RemoteError(f"the snapshot at {held.snapshot.height} was just dropped")
+        held.readers += 1
+        try:
+            return await trio.to_thread.run_sync(read)
+        finally:
+            held.release()
 
     async def _manifest(self, held: _Held) -> Manifest:
         async with self._manifest_lock:  # one O(state) pass at a time
             if held.manifest is None:
                 started = time.perf_counter()
-                held.manifest = await trio.to_thread.run_sync(
-                    make_manifest, held.snapshot, self._chunk_bytes_max)
+                held.manifest = await self._reading(
+                    held, lambda: make_manifest(held.snapshot, self._chunk_bytes_max))
                 self._log.info("snapshot manifest made", height=held.snapshot.height,
                                chunks=len(held.manifest.start_keys),
                                seconds=round(time.perf_counter() - started, 3))
@@ -363,19 +401,32 @@ class StateSyncer:
 
     async def _fetch_chunks(self, importer: StateImport, manifest: Manifest,
                             holders: list[str]) -> None:
+        """Fetch chunks from every holder, a few at a time each, and stage them in order.
+        Each is checked on arrival against its manifest entry, and its items against
+        that entry as it is staged (one hashing pass); a chunk failing either is fetched
+        again from another peer and its sender named."""
         count = len(manifest.start_keys)
-        arrived: dict[int, StateChunk] = {}
+        arrived: dict[int, tuple[StateChunk, str]] = {}
         pending: deque[int] = deque(range(count))
         arrived_max = 2 * CHUNKS_IN_FLIGHT_PER_PEER * max(1, len(holders))
-        next_to_stage = 0  # the next chunk the stager takes (all before it taken)
+        staged = 0
+        failure: list[StateSyncError] = []
         progress = trio.Condition()
 
+        def honest_left() -> bool:
+            return any(peer not in self.bad_peers for peer in holders)
+
+        async def notify() -> None:
+            async with progress:
+                progress.notify_all()
+
         async def worker(peer_id: str) -> None:
-            while pending and peer_id not in self.bad_peers:
-                async with progress:  # bounded memory: fetch ahead of staging by a few
-                    while len(arrived) >= arrived_max:
+            while staged < count and peer_id not in self.bad_peers:
+                async with progress:
+                    while staged < count and peer_id not in self.bad_peers and (
+                            not pending or len(arrived) >= arrived_max):
                         await progress.wait()
-                if not pending:
+                if staged >= count or peer_id in self.bad_peers:
                     return
                 sequence = pending.popleft()
                 try:
@@ -383,62 +434,55 @@ class StateSyncer:
                                              manifest.height, sequence)
                     chunk = wire.decode_message(StateChunk, answer)
                     _check_against_manifest(chunk, manifest, sequence)
-                    await trio.to_thread.run_sync(_check_items, chunk, manifest.height)
                 except (StateChunkError, DecodeError) as error:
                     self._bad(peer_id, f"chunk {sequence}", error=str(error))
                     pending.appendleft(sequence)
+                    await notify()
                     return
                 except (MedledgerError, OSError, trio.TooSlowError) as error:
                     self._log.info("state sync: chunk request failed", peer=peer_id,
                                    chunk=sequence, error=str(error))
                     pending.appendleft(sequence)
+                    await notify()
                     await trio.sleep(OFFERS_RETRY_S)
                     continue
                 self.chunks_fetched += 1
-                arrived[sequence] = chunk
-                async with progress:
-                    progress.notify_all()
+                arrived[sequence] = (chunk, peer_id)
+                await notify()
 
-        async def stager() -> None:
-            nonlocal next_to_stage
-            while next_to_stage < count:
+        async def stager(scope: trio.CancelScope) -> None:
+            nonlocal staged
+            while staged < count:
                 async with progress:
-                    while next_to_stage not in arrived:
+                    while staged not in arrived:
+                        if not honest_left():
+                            failure.append(StateSyncError(
+                                f"no honest peer left holding the snapshot at "
+                                f"{manifest.height}: bad peers {sorted(self.bad_peers)}"))
+                            scope.cancel()
+                            return
                         await progress.wait()
-                chunk = arrived.pop(next_to_stage)
-                expected = manifest.accumulators[next_to_stage]
-                next_to_stage += 1
-                async with progress:
-                    progress.notify_all()
-                await trio.to_thread.run_sync(
-                    lambda chunk=chunk, expected=expected: importer.add_chunk(
-                        chunk, expected_accumulator=expected))
+                chunk, sender = arrived.pop(staged)
+                expected = manifest.accumulators[staged]
+                try:
+                    await trio.to_thread.run_sync(functools.partial(
+                        importer.add_chunk, chunk, expected_accumulator=expected))
+                except StateChunkError as error:
+                    self._bad(sender, f"chunk {staged}", error=str(error))
+                    pending.appendleft(staged)
+                else:
+                    staged += 1
+                await notify()
+            scope.cancel()  # every chunk staged: the workers may stop waiting
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(stager)
-            async with trio.open_nursery() as workers:
-                for peer_id in holders:
-                    for _ in range(CHUNKS_IN_FLIGHT_PER_PEER):
-                        workers.start_soon(worker, peer_id)
-            if pending or next_to_stage + len(arrived) < count:
-                nursery.cancel_scope.cancel()
-                raise StateSyncError(f"no honest peer left holding the snapshot at "
-                                     f"{manifest.height}: bad peers {sorted(self.bad_peers)}")
-
-
-def _check_items(chunk: StateChunk, height: int) -> None:
-    """The chunk's items are in order within its range and hash to what it claims (so a
-    peer that sends the manifest's hash with other items is caught here, by chunk)."""
-    previous: bytes | None = None
-    for item in chunk.items:
-        if item.key < chunk.start_key or (previous is not None and item.key <= previous) or (
-                chunk.next_key and item.key >= chunk.next_key):
-            raise StateChunkError(f"chunk {chunk.sequence}: keys out of order or range")
-        previous = item.key
-    pairs = ((item.key, item.value) for item in chunk.items)
-    if encode_accumulator(accumulator_of(committed_items(pairs, height))) != chunk.accumulator:
-        raise StateChunkError(f"chunk {chunk.sequence}: its items do not hash to the "
-                              "manifest's entry")
+            nursery.start_soon(stager, nursery.cancel_scope)
+            for peer_id in holders:
+                for _ in range(CHUNKS_IN_FLIGHT_PER_PEER):
+                    nursery.start_soon(worker, peer_id)
+        if failure:
+            raise failure[0]
+        assert staged == count
 
 
 def _check_against_manifest(chunk: StateChunk, manifest: Manifest, sequence: int) -> None:

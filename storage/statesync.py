@@ -143,9 +143,11 @@ def export_state(store: BlockStore, chunk_bytes_max: int) -> Iterator[StateChunk
 
 
 def export_chunks(snapshot: StateSnapshot, chunk_bytes_max: int, *, start_key: bytes = b"",
-                  first_sequence: int = 0) -> Iterator[StateChunk]:
+                  first_sequence: int = 0, hash_items: bool = True) -> Iterator[StateChunk]:
     """The chunks of ``snapshot`` from ``start_key`` on (numbered from ``first_sequence``):
-    the same boundaries whatever chunk one starts at, so chunk N can be served alone."""
+    the same boundaries whatever chunk one starts at, so chunk N can be served alone.
+    ``hash_items`` False leaves ``accumulator`` empty (a server that has the manifest
+    fills it in from there instead of hashing the items again)."""
     assert chunk_bytes_max > 0
     height = snapshot.height
     sequence = first_sequence
@@ -162,7 +164,8 @@ def export_chunks(snapshot: StateSnapshot, chunk_bytes_max: int, *, start_key: b
             items=tuple(StateItem(key, value) for key, value in items),
             next_key=next_key,
             done=done,
-            accumulator=encode_accumulator(accumulator_of(committed_items(items, height))),
+            accumulator=(encode_accumulator(accumulator_of(committed_items(items, height)))
+                         if hash_items else b""),
         )
 
     for app_key, value in snapshot.items(start_key):

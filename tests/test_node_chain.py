@@ -33,7 +33,8 @@ def _build(chain: Chain, index: int) -> bytes:
     height, head_hash, timestamp_ms = chain.head()
     block = chain.build_block(KEYS[0], [], height=height + 1, previous_hash=head_hash,
                               previous_timestamp_ms=timestamp_ms, now_ms=timestamp_ms + 1,
-                              raft_term=1, raft_index=index)
+                              raft_term=1, raft_index=index,
+        previous_state_height=chain.named_state_height())
     return block.encode()
 
 

@@ -68,7 +68,8 @@ def _apply(chain: Chain, proposer: object, raws: tuple[bytes, ...], index: int,
     block = chain.build_block(proposer, [tx for tx in txs if tx is not None],  # type: ignore[arg-type]
                               height=height + 1, previous_hash=head_hash,
                               previous_timestamp_ms=head_ms, now_ms=timestamp_ms,
-                              raft_term=1, raft_index=index)
+                              raft_term=1, raft_index=index,
+        previous_state_height=chain.named_state_height())
     result = chain.apply_entry(Entry(1, index, EntryType.NORMAL, block.encode()))
     assert result.applied is not None, result
     return list(result.applied.codes)

@@ -55,7 +55,8 @@ def _source(tmp_path: Path) -> tuple[Chain, Snapshots, Genesis]:
                                   height=height + 1, previous_hash=head_hash,
                                   previous_timestamp_ms=head_ms,
                                   now_ms=committed.context.timestamp_ms, raft_term=1,
-                                  raft_index=index)
+                                  raft_index=index,
+        previous_state_height=chain.named_state_height())
         result = chain.apply_entry(Entry(1, index, EntryType.NORMAL, block.encode()))
         assert result.applied is not None
         snapshots.on_applied(result)
