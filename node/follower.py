@@ -23,7 +23,7 @@ import trio
 from consensus.state import Role
 from ledger.block import Block
 from ledger.codec import decode
-from ledger.errors import DecodeError, MedledgerError, RemoteError
+from ledger.errors import ConfigError, DecodeError, MedledgerError, RemoteError
 from node.applier import Applier
 from node.chain import Chain
 from node.clock import Clock, SystemClock
@@ -32,11 +32,16 @@ from node.membership import Membership
 from node.p2p import wire
 from node.p2p.transport import Transport, publish_quietly
 from node.raft_driver import RaftDriver, SnapshotToRestore
+from node.statesync import OFFERS_WAIT_S, StateSyncError
 from storage.errors import BlockPrunedError
 
 # Applied blocks waiting for the leader's block gossip task; older ones are dropped
 # when it falls behind (observers sync what they miss).
 BLOCK_GOSSIP_QUEUE_MAX = 64
+# A node at genesis that raft hands a snapshot this many blocks ahead joins by state sync
+# (below, replaying is about as quick); how long it waits for peers' snapshot offers.
+STATE_SYNC_MIN_BLOCKS = 100
+RAFT_STATE_SYNC_WAIT_S = 10.0
 # How often observers and lagging nodes ask peers for their head.
 FOLLOW_INTERVAL_SECONDS = 1.0
 HEAD_TIMEOUT_S = 3.0
@@ -50,10 +55,13 @@ class Follower:
     def __init__(self, *, chain: Chain, applier: Applier, membership: Membership,
                  chain_id: str, log: Any, driver: Callable[[], RaftDriver | None],
                  clock: Clock | None = None,
-                 state_sync: Callable[[], Awaitable[None]] | None = None) -> None:
+                 state_sync: Callable[[int, bytes, float], Awaitable[None]] | None = None,
+                 trust: tuple[int, bytes] | None = None) -> None:
         self._chain = chain
-        # Join by state sync first (node.statesync), when configured and still at genesis.
+        # Join by state sync (node.statesync): at start from the configured trust point
+        # when still at genesis, and when raft installs a snapshot on a node at genesis.
         self._state_sync = state_sync
+        self._trust = trust
         self._clock: Clock = clock or SystemClock()
         # The highest head our peers answered in the last poll, and when (for health).
         self.peer_head_height: int | None = None
@@ -90,10 +98,13 @@ class Follower:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        if self._state_sync is not None and self._following() and self._chain.height == 0:
+        if (self._state_sync is not None and self._trust is not None and self._following()
+                and self._chain.height == 0):
             self._catching_up = True  # no gossiped block is applied meanwhile
             try:
-                await self._state_sync()
+                await self._state_sync(*self._trust, OFFERS_WAIT_S)
+            except StateSyncError as error:
+                raise ConfigError(f"state sync failed: {error}") from None
             finally:
                 self._catching_up = False
             self._membership.refresh()  # the validator set of the imported state
@@ -220,6 +231,19 @@ class Follower:
     async def restore_snapshot(self, snapshot: SnapshotToRestore) -> None:
         """Raft installed a snapshot: sync the blocks up to the height it names."""
         head = decode(wire.Head, snapshot.data, size_bytes_max=wire.HEAD_BYTES_MAX)
+        if (self._state_sync is not None and self._chain.height == 0
+                and head.height >= STATE_SYNC_MIN_BLOCKS):
+            # A validator that holds nothing yet (voted in late, or its data lost): the
+            # raft snapshot names the leader's head, a block a validator of the set vouches
+            # for, so it is the trust point of a state sync; block sync does the rest.
+            self._log.info("installing snapshot: joining by state sync",
+                           target_height=head.height, index=snapshot.index)
+            try:
+                await self._state_sync(head.height, head.block_hash, RAFT_STATE_SYNC_WAIT_S)
+                self._membership.refresh()
+            except StateSyncError as error:
+                self._log.warning("state sync for the raft snapshot failed; syncing blocks",
+                                  error=str(error))
         self._log.info("installing snapshot: syncing blocks", target_height=head.height,
                        index=snapshot.index)
         while self._chain.height < head.height:

@@ -35,7 +35,7 @@ import trio
 from consensus.state import Role, SoftState
 from ledger.app import Genesis
 from ledger.block import Block
-from ledger.errors import ConfigError, DecodeError, RemoteError
+from ledger.errors import DecodeError, RemoteError
 from ledger.merkle import merkle_proof
 from node.admission import Admission
 from node.api import NodeStatus, PeerInfo, SubmitResult, TxLocation, TxResultEvent, TxStatus
@@ -61,7 +61,7 @@ from node.p2p.transport import Transport
 from node.pruning import Pruner
 from node.raft_driver import APPLY_QUEUE_ENTRIES_MAX, ApplyItem, RaftDriver, SnapshotToRestore
 from node.snapshot_sessions import SnapshotChunkData, SnapshotOpened, SnapshotSessions
-from node.statesync import Snapshots, StateSyncer, StateSyncError
+from node.statesync import Snapshots, StateSyncer
 from node.version import VERSION
 from storage.store import Store
 
@@ -168,7 +168,7 @@ class Node:
         self.follower = Follower(chain=chain, applier=self.applier, membership=self.membership,
                                  chain_id=self.chain_id, log=self.log, driver=driver,
                                  clock=self.clock,
-                                 state_sync=self._state_sync if sync.trust_height else None)
+                                 state_sync=self._state_sync_to, trust=self._trust_point())
         self.state_snapshots = Snapshots(chain, interval_blocks=sync.snapshot_interval_blocks,
                                          kept=sync.snapshots_kept, log=self.log)
         self.events.subscribe(self.state_snapshots.on_applied)
@@ -320,23 +320,25 @@ class Node:
             return await self.state_snapshots.serve(request)
         return await self.follower.serve(request)
 
-    async def _state_sync(self) -> None:
-        """Join from a verified snapshot (node.statesync); a failure stops the node with
-        the reason (the operator's trust point, or no honest peer holding a snapshot)."""
+    def _trust_point(self) -> tuple[int, bytes] | None:
+        """``[sync] trust_height`` and ``trust_hash``, when set."""
         sync = self.config.sync
         trust_hash = trust_hash_bytes(sync)
-        assert trust_hash is not None, "validated with the config"
+        if not sync.trust_height or trust_hash is None:
+            return None
+        return sync.trust_height, trust_hash
+
+    async def _state_sync_to(self, trust_height: int, trust_hash: bytes, wait_s: float) -> None:
+        """Join from a verified snapshot below the trusted block (node.statesync); raises
+        StateSyncError with the reason when no honest peer holds a usable one."""
         metrics = self.metrics
         syncer = StateSyncer(
-            chain=self._chain(), transport=self._transport(), trust_height=sync.trust_height,
+            chain=self._chain(), transport=self._transport(), trust_height=trust_height,
             trust_hash=trust_hash, apply_block=self.applier.apply_from_peer,
-            log=self.log.bind(component="statesync"),
+            log=self.log.bind(component="statesync"), wait_s=wait_s,
             on_bad_answer=lambda peer: metrics.statesync_bad_answers_total.labels(
                 peer=peer).inc())
-        try:
-            await syncer.run()
-        except StateSyncError as error:
-            raise ConfigError(f"state sync failed: {error}") from None
+        await syncer.run()
 
     # ================================================================== NodeAPI
 

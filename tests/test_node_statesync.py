@@ -98,3 +98,47 @@ def test_sigkill_during_state_sync_never_leaves_wrong_state(tmp_path: Path) -> N
         assert observer.call("chain_head")["hash"] == validators[1].call(
             "chain_getBlock", {"height": observer.call("chain_head")["height"]})["hash"]
         assert killed_mid_sync >= 1, "no kill landed inside a join: " + observer.log_text()[-3000:]
+
+
+def test_a_validator_at_genesis_joins_from_the_raft_snapshot_by_state_sync(
+        tmp_path: Path) -> None:
+    """A genesis validator started late, whose peers compacted their raft logs: raft hands
+    it a snapshot naming the leader's head, and it joins by state sync from that trust
+    point (then block sync), votes and commits with the others."""
+    from test_node_integration import TxFactory, committed_on, submit, wait_ready
+
+    with network(tmp_path, validators=3, observers=0, start=False) as processes:
+        for process in processes:
+            path = process.directory / process.node.name / "node.toml"
+            text = path.read_text().replace("snapshot_entries = 10000", "snapshot_entries = 8")
+            path.write_text(text.replace("compaction_margin_entries = 1000",
+                                         "compaction_margin_entries = 2"))
+            _set(process, snapshot_interval_blocks=10)
+        late = processes[2]
+        for process in processes[:2]:
+            process.start()
+        wait_ready(processes[:2])
+        factory = TxFactory()
+        last = ""
+        # One tx at a time: an idle leader cuts a block per tx, so the chain grows past the
+        # height at which a node at genesis joins by state sync.
+        while processes[0].call("chain_head")["height"] < 120:
+            last = submit(processes[0], factory.next())
+            wait_for(lambda t=last: committed_on(processes[0], t), timeout_s=30, what=last)
+        late.start()
+        head = processes[0].call("chain_head")["height"]
+        try:
+            wait_for(lambda: (late.try_call("chain_head") or {}).get("height", 0) >= head,
+                     timeout_s=90, what="the late validator to catch up")
+        except AssertionError:
+            raise AssertionError(dump_logs(processes)) from None
+        log = late.log_text()
+        assert "installing snapshot: joining by state sync" in log, log[-3000:]
+        assert "state sync: state imported" in log
+        for height in (head - 1, head):
+            assert late.call("chain_getRoots", {"height": height}) == processes[0].call(
+                "chain_getRoots", {"height": height})
+        later = submit(late, factory.next())
+        for process in processes:
+            wait_for(lambda p=process: committed_on(p, later), timeout_s=30,
+                     what=f"a new tx on {process.node.name}")
