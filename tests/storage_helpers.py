@@ -7,7 +7,8 @@ import os
 import struct
 from pathlib import Path
 
-from ledger.evaluation import tx_index_writes
+from ledger.commitment import accumulator_of, encode_accumulator, state_root_of
+from ledger.evaluation import ACCUMULATOR_KEY, Roots, roots_key, tx_index_writes
 from storage import DatabaseOptions, Store
 
 CHAIN_ID = "medledger-test"
@@ -43,6 +44,17 @@ def indexed(height: int, ids: list[bytes], results: list[int],
             writes: dict[bytes, bytes | None] | None = None) -> dict[bytes, bytes | None]:
     """``writes`` with the tx index entries the chain writes with a block's state."""
     return {**(writes or {}), **tx_index_writes(height, ids, results)}
+
+
+def commitment_entries(items: dict[bytes, bytes | None], height: int,
+                       results_root: bytes = bytes(range(32))) -> dict[bytes, bytes | None]:
+    """The node's entries that make ``items`` (the whole state, None: absent) a state a
+    chain could hold at ``height``: its accumulator and its roots, as evaluate_block
+    writes them."""
+    accumulator = accumulator_of((key, value) for key, value in items.items()
+                                 if value is not None)
+    roots = Roots(results_root, state_root_of(accumulator))
+    return {ACCUMULATOR_KEY: encode_accumulator(accumulator), roots_key(height): roots.encode()}
 
 
 def block_bytes(height: int, txs: int, tx_bytes: int = 40) -> bytes:

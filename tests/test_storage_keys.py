@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storage_helpers import block_hash, open_store
+from storage_helpers import block_hash, commitment_entries, open_store
 
 from consensus.types import Entry, EntryType
 from storage import keys
@@ -92,10 +92,12 @@ def test_interrupted_log_compaction_resumes_on_open(tmp_path: Path) -> None:
 
 def test_interrupted_old_generation_cleanup_resumes_on_open(tmp_path: Path) -> None:
     with open_store(tmp_path / "source") as source:
+        state: dict[bytes, bytes | None] = {b"new/%d" % n: b"v" for n in range(10)}
         for height in range(2):
             source.blocks.apply_block(
                 height=height, block_hash=block_hash(height), block_bytes=b"b", tx_ids=[],
-                tx_results=[], state_writes={b"new/%d" % n: b"v" for n in range(10)},
+                tx_results=[], state_writes={**state, **(
+                    commitment_entries(state, height) if height else {})},
                 applied_index=height + 1,
             )
         chunks = list(export_state(source.blocks, chunk_bytes_max=1 << 20))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from storage_helpers import block_hash, open_store
+from storage_helpers import block_hash, commitment_entries, open_store
 
 from ledger.codec import decode
 from ledger.commitment import (
@@ -17,7 +17,7 @@ from ledger.commitment import (
     encode_accumulator,
     state_root_of,
 )
-from ledger.evaluation import ACCUMULATOR_KEY, Roots, roots_key
+from ledger.evaluation import Roots, roots_key
 from storage import StateChunk, Store, keys
 from storage.errors import StateChunkError
 from storage.raw import open_raw
@@ -53,12 +53,7 @@ def fill(store: Store, count: int, value_bytes: int = 50) -> None:
 
 
 def committed(items: dict[bytes, bytes | None], height: int) -> dict[bytes, bytes | None]:
-    """The node's entries that make ``items`` a state a chain could have at ``height``:
-    its accumulator and its roots (as evaluate_block writes them)."""
-    accumulator = accumulator_of((key, value) for key, value in items.items()
-                                 if value is not None)
-    roots = Roots(RESULTS_ROOT, state_root_of(accumulator))
-    return {ACCUMULATOR_KEY: encode_accumulator(accumulator), roots_key(height): roots.encode()}
+    return commitment_entries(items, height, RESULTS_ROOT)
 
 
 RESULTS_ROOT = bytes(range(32))
