@@ -59,21 +59,12 @@ class RestoreReport:
     state_root: bytes
 
     def view(self) -> dict[str, Any]:
-        header = self.summary.header
-        return {
-            "restored": str(self.directory),
-            "chain_id": header.chain_id,
-            "genesis_hash": "0x" + header.genesis_hash.hex(),
-            "state_layout": header.state_layout,
-            "height": header.height,
-            "block_hash": "0x" + header.block_hash.hex(),
-            "applied_index": header.applied_index,
-            "state_root": "0x" + self.state_root.hex(),
-            "state_items": self.summary.items,
-            "chunks": self.summary.chunks,
-            "file_sha256": "0x" + self.summary.sha256.hex(),
-            "saved_at_ms": header.saved_at_ms,
-        }
+        """What ``restore`` prints: the file's summary, where it went, the root it checked."""
+        view = summary_view(self.directory, self.summary)
+        view.pop("file")
+        return {"restored": str(self.directory), **view,
+                "state_root": "0x" + self.state_root.hex(),
+                "saved_at_ms": self.summary.header.saved_at_ms}
 
 
 def summary_view(path: Path, summary: SnapshotSummary) -> dict[str, Any]:
