@@ -52,13 +52,15 @@ def test_sigkill_during_state_sync_never_leaves_wrong_state(tmp_path: Path) -> N
     with network(tmp_path, validators=3, observers=1, start=False) as processes:
         validators, observer = processes[:3], processes[3]
         for process in validators:
-            _set(process, snapshot_interval_blocks=3)
+            # Two snapshots below any trust point: headers under load commit to states a
+            # few blocks back, so the newest snapshot may not be committed to yet.
+            _set(process, snapshot_interval_blocks=3, snapshots_kept=3)
             process.start()
         for process in validators:
             wait_for(lambda p=process: p.try_call("chain_head"), timeout_s=60,
                      what=f"{process.node.name} up")
         config = LoadtestConfig(
-            urls=tuple(p.node.rpc_url for p in validators), workers=3, tx_count=3000,
+            urls=tuple(p.node.rpc_url for p in validators), workers=3, tx_count=6000,
             duration_seconds=600.0, warmup_seconds=0.0, controller="maximum",
             in_flight_txs_max=1500, report_directory=str(tmp_path / "reports"),
             report_name="statesync-kill", progress=False)
@@ -69,7 +71,7 @@ def test_sigkill_during_state_sync_never_leaves_wrong_state(tmp_path: Path) -> N
         assert height > 6, head
         _set(observer, trust_height=height, trust_hash=head["hash"])
         killed_mid_sync = 0
-        for _ in range(4):
+        for _ in range(6):
             log_before = len(observer.log_text())
 
             def joining(log_before: int = log_before) -> bool:
@@ -79,12 +81,15 @@ def test_sigkill_during_state_sync_never_leaves_wrong_state(tmp_path: Path) -> N
                 return now is not None and now.get("height", 0) > 0
 
             observer.start()
-            wait_for(joining, timeout_s=60, what="the observer to start its join")
-            time.sleep(rng.uniform(0.0, 0.2))  # a join of this state takes ~0.3-0.5 s
+            wait_for(joining, timeout_s=60, interval_s=0.01,
+                     what="the observer to start its join")
+            time.sleep(rng.uniform(0.0, 0.1))  # the import of this state takes ~0.2-0.5 s
             observer.kill()
             run_log = observer.log_text()[log_before:]
             if "snapshot chosen" in run_log and "state imported" not in run_log:
                 killed_mid_sync += 1
+            elif "snapshot chosen" not in run_log:
+                break  # it had joined before this start: nothing left to interrupt
         observer.start()
         try:
             wait_for(lambda: (observer.try_call("chain_head") or {}).get("height", 0) >= height,
