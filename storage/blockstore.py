@@ -34,7 +34,7 @@ from typing import Any
 
 from consensus.types import ConfState
 from ledger import limits
-from ledger.app.machine import new_state_digest, state_digest_update
+from ledger.app.machine import state_digest
 from ledger.evaluation import TX_LOCATION, tx_seen_key
 from storage import keys
 from storage.database import READ_ERRORS, Database, read_error, undecodable
@@ -472,17 +472,9 @@ class BlockStore:
             yield key[strip:], value
 
     def state_digest(self) -> bytes:
-        """The state digest (``ledger.app.machine.state_digest``) of every state item, in
-        key order. Equal states, equal digests."""
-        hasher = new_state_digest()
-        pending: list[tuple[bytes, bytes]] = []
-        for item in self.state_items():
-            pending.append(item)
-            if len(pending) == STATE_PAGE_ITEMS_MAX:
-                state_digest_update(hasher, pending)
-                pending.clear()
-        state_digest_update(hasher, pending)
-        return bytes(hasher.digest())
+        """The state digest (``ledger.app.machine.state_digest``) of every state item,
+        each value's checksum verified on the way. Equal states, equal digests."""
+        return state_digest(self.state_items())
 
     # ------------------------------------------------------------------ state generations
     # The state lives under one of two key prefixes (generations); storage.statesync

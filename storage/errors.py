@@ -81,7 +81,8 @@ class ForeignSnapshotError(SnapshotFileError):
 
 
 class StateChunkError(RemoteError):
-    """A state-sync chunk from a peer is out of order or its running digest is wrong."""
+    """A state chunk or a state import that fails its checks (order, key range, its
+    multiset hash, or the state root the whole must add up to)."""
 
 
 class BlockPrunedError(LocalError):

@@ -20,8 +20,6 @@ state and the block.
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -45,6 +43,7 @@ from ledger.app.rules import access, governance, insurance, records
 from ledger.app.scope import BlockContext, RuleViolation, Signer, TxScope
 from ledger.app.state import Overlay, StateReader, decode_value, load
 from ledger.bodies import GrantBasis
+from ledger.commitment import accumulator_of, encode_accumulator
 from ledger.results import ResultCode
 from ledger.tx import Transaction
 from ledger.txtypes import TxType
@@ -239,28 +238,11 @@ def _flag_overdue_reviews(block: Overlay, context: BlockContext, events: list[Ev
         )
 
 
-# The one definition of a state digest (the state sync's running digest, the checkers'):
-# the domain, then per item in key order len(key) u32, len(value) u32, key, value.
-STATE_DIGEST_DOMAIN = b"medledger/state-digest/v1\x00"
-_ITEM_LENGTHS = struct.Struct(">II")
-
-
-def new_state_digest() -> Any:
-    """A hasher to fold state items into with :func:`state_digest_update`."""
-    return hashlib.sha256(STATE_DIGEST_DOMAIN)
-
-
-def state_digest_update(hasher: Any, items: Iterable[tuple[bytes, bytes]]) -> None:
-    """Fold items (in key order, continuing the previous ones) into ``hasher``."""
-    pack = _ITEM_LENGTHS.pack
-    hasher.update(b"".join(pack(len(key), len(value)) + key + value for key, value in items))
-
-
 def state_digest(items: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The digest of a whole state given as sorted (key, value) pairs."""
-    hasher = new_state_digest()
-    state_digest_update(hasher, items)
-    return bytes(hasher.digest())
+    """A digest of a whole state, given as (key, value) pairs in any order: the state
+    commitment's multiset hash (ledger/commitment.py) over every item, so there is one
+    definition of "this state" for the chain, state sync and the checkers alike."""
+    return encode_accumulator(accumulator_of(items))
 
 
 def validators(state: StateReader) -> list[tuple[str, bytes]]:
