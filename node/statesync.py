@@ -1,11 +1,11 @@
 """State sync: a new node joins from a verified state snapshot instead of replaying every
 block; every node keeps its last few snapshots to serve.
 
-**Serving** (:class:`Snapshots`, every node with ``[sync] snapshot_interval_blocks``): after
-applying a block whose height is a multiple of the interval, the node takes a LevelDB
-snapshot (O(1); apply never waits) and keeps the last ``snapshots_kept``. A snapshot's
-manifest (each chunk's first key and multiset hash) is computed in a worker thread the
-first time a peer asks; chunks are read from the held snapshot on demand.
+**Serving** (:class:`Snapshots`, every node with ``[sync] snapshot_interval_blocks``): at
+start and after applying a block whose height is a multiple of the interval, the node
+takes a LevelDB snapshot (O(1); apply never waits) and keeps the last ``snapshots_kept``.
+A snapshot's manifest (each chunk's first key and multiset hash) is computed in a worker
+thread in the background; chunks are read from the held snapshot on demand.
 
 **Joining** (:class:`StateSyncer`, a node whose chain is still at genesis, with ``[sync]
 trust_height`` and ``trust_hash``: a block its operator trusts, e.g. read off a node
@@ -113,8 +113,16 @@ class Snapshots:
         self.taken = 0
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Make each new snapshot's manifest in the background, so a joining node's
-        first request does not wait for the O(state) pass."""
+        """Take a snapshot of the state the node starts with, then make each new
+        snapshot's manifest in the background, so a joining node's first request does not
+        wait for the O(state) pass.
+
+        LevelDB snapshots do not survive a restart: without the one taken at start, a
+        consortium whose nodes all restarted would serve no state sync until the next
+        multiple of the interval (never, on an idle chain). It is usable as soon as a
+        block commits to its state, i.e. after the next block."""
+        if self._interval and self._chain.height > 0:
+            self._take(self._chain.height)
         task_status.started()
         while True:
             await self._new_snapshot.wait()
@@ -129,10 +137,12 @@ class Snapshots:
         if applied is None or not self._interval:
             return
         height = applied.block.header.height
-        if height % self._interval:
-            return
+        if height % self._interval == 0:
+            self._take(height)
+
+    def _take(self, height: int) -> None:
         snapshot = StateSnapshot(self._chain.blocks)
-        if snapshot.height != height:  # not the state of that block: skip this one
+        if snapshot.height != height or height in self._held:  # not that state: skip it
             snapshot.close()
             return
         self._held[height] = _Held(snapshot)

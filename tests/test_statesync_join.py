@@ -50,18 +50,22 @@ def _source(tmp_path: Path) -> tuple[Chain, Snapshots, Genesis]:
     for index, committed in enumerate(world.ledger.blocks, start=1):
         raws = [raw for raw in committed.raws if raw]
         txs = [result.tx for result in check_batch(raws, chain.chain_id)]
-        height, head_hash, head_ms = chain.head()
-        block = chain.build_block(proposer, [tx for tx in txs if tx is not None],
-                                  height=height + 1, previous_hash=head_hash,
-                                  previous_timestamp_ms=head_ms,
-                                  now_ms=committed.context.timestamp_ms, raft_term=1,
-                                  raft_index=index,
-        previous_state_height=chain.named_state_height())
-        result = chain.apply_entry(Entry(1, index, EntryType.NORMAL, block.encode()))
-        assert result.applied is not None
-        snapshots.on_applied(result)
+        snapshots.on_applied(_append(chain, proposer, [tx for tx in txs if tx is not None],
+                                     now_ms=committed.context.timestamp_ms, raft_index=index))
     assert chain.height >= 3 * INTERVAL
     return chain, snapshots, genesis
+
+
+def _append(chain: Chain, proposer: Any, txs: list[Any], *, now_ms: int,
+            raft_index: int) -> Any:
+    height, head_hash, head_ms = chain.head()
+    block = chain.build_block(proposer, txs, height=height + 1, previous_hash=head_hash,
+                              previous_timestamp_ms=head_ms, now_ms=now_ms, raft_term=1,
+                              raft_index=raft_index,
+                              previous_state_height=chain.named_state_height())
+    result = chain.apply_entry(Entry(1, raft_index, EntryType.NORMAL, block.encode()))
+    assert result.applied is not None
+    return result
 
 
 @dataclass
@@ -189,3 +193,39 @@ async def test_a_wrong_trust_hash_stops_the_join_and_changes_nothing(tmp_path: P
     with pytest.raises(StateSyncError, match="trusted block"):
         await syncer.run()
     assert target.height == 0
+
+
+async def test_a_restarted_node_serves_the_state_it_started_with(tmp_path: Path) -> None:
+    """LevelDB snapshots do not survive a restart: a node takes one of the state it starts
+    with, so a consortium whose nodes all restarted still serves state sync (from the
+    next block on, which commits to that state) instead of none until the next multiple
+    of the interval."""
+    source, snapshots, genesis = _source(tmp_path)
+    snapshots.close()  # the restart: what the process held is gone
+    started_at = source.height
+    restarted = Snapshots(source, interval_blocks=1000, kept=3, log=structlog.get_logger(),
+                          chunk_bytes_max=CHUNK_BYTES)
+    proposer = signing_key("node/" + next(m.org_id for m in genesis.members if m.validator))
+    target = _chain(tmp_path / "target", genesis)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(restarted.run)
+        offers = wire.decode_message(wire.SnapshotOffers, await restarted.serve(
+            wire.Request(wire.RequestKind.GET_SNAPSHOTS, 0, 0, ())))
+        assert [offer.height for offer in offers.offers] == [started_at]
+        _, _, head_ms = source.head()
+        for number in range(2):  # the next blocks commit to the state it started with
+            restarted.on_applied(_append(source, proposer, [], now_ms=head_ms + 1000 + number,
+                                         raft_index=1000 + number))
+        height, head_hash, _ = source.head()
+        network = _Network(source, restarted, ["a", "b"], {})
+
+        async def apply(data: bytes) -> None:
+            await trio.to_thread.run_sync(target.apply_synced_block, data)
+
+        syncer = StateSyncer(chain=target, transport=network,  # type: ignore[arg-type]
+                             trust_height=height, trust_hash=head_hash, apply_block=apply,
+                             log=structlog.get_logger(), wait_s=2.0)
+        await syncer.run()
+        nursery.cancel_scope.cancel()
+    _same_state(source, target)
+    assert target.blocks.oldest_held_height() == started_at
