@@ -32,7 +32,7 @@ from node.membership import Membership
 from node.p2p import wire
 from node.p2p.transport import Transport, publish_quietly
 from node.raft_driver import RaftDriver, SnapshotToRestore
-from node.statesync import OFFERS_WAIT_S, StateSyncError
+from node.statesync import OFFERS_WAIT_S, StateSyncError, delete_blocks_below_oldest
 from storage.errors import BlockPrunedError
 
 # Applied blocks waiting for the leader's block gossip task; older ones are dropped
@@ -98,6 +98,7 @@ class Follower:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        await delete_blocks_below_oldest(self._chain)  # what a crash there left behind
         if (self._state_sync is not None and self._trust is not None and self._following()
                 and self._chain.height == 0):
             self._catching_up = True  # no gossiped block is applied meanwhile
@@ -231,13 +232,15 @@ class Follower:
     async def restore_snapshot(self, snapshot: SnapshotToRestore) -> None:
         """Raft installed a snapshot: sync the blocks up to the height it names."""
         head = decode(wire.Head, snapshot.data, size_bytes_max=wire.HEAD_BYTES_MAX)
-        if (self._state_sync is not None and self._chain.height == 0
-                and head.height >= STATE_SYNC_MIN_BLOCKS):
-            # A validator that holds nothing yet (voted in late, or its data lost): the
+        if (self._state_sync is not None
+                and head.height - self._chain.height >= STATE_SYNC_MIN_BLOCKS):
+            # A validator far behind (voted in late, its data lost, or down for long): the
             # raft snapshot names the leader's head, a block a validator of the set vouches
-            # for, so it is the trust point of a state sync; block sync does the rest.
+            # for, so it is the trust point of a state sync; block sync does the rest. A
+            # validator that held blocks keeps none below the imported state's height.
             self._log.info("installing snapshot: joining by state sync",
-                           target_height=head.height, index=snapshot.index)
+                           target_height=head.height, index=snapshot.index,
+                           height=self._chain.height)
             try:
                 await self._state_sync(head.height, head.block_hash, RAFT_STATE_SYNC_WAIT_S)
                 self._membership.refresh()

@@ -7,10 +7,12 @@ takes a LevelDB snapshot (O(1); apply never waits) and keeps the last ``snapshot
 A snapshot's manifest (each chunk's first key and multiset hash) is computed in a worker
 thread in the background; chunks are read from the held snapshot on demand.
 
-**Joining** (:class:`StateSyncer`, a node whose chain is still at genesis, with ``[sync]
-trust_height`` and ``trust_hash``: a block its operator trusts, e.g. read off a node
-they run or a consortium notice): it asks every connected peer for the snapshots it holds
-and takes the newest one below the trusted height. Nothing a peer says is taken on trust:
+**Joining** (:class:`StateSyncer`): a node whose chain is still at genesis, with ``[sync]
+trust_height`` and ``trust_hash`` (a block its operator trusts, e.g. read off a node
+they run or a consortium notice), or a validator that raft hands a snapshot far ahead of
+its chain (its trust point is the leader's head the snapshot names). It asks every
+connected peer for the snapshots it holds and takes the newest one above its own height
+and below the trusted height. Nothing a peer says is taken on trust:
 
 1. the blocks from the snapshot's height S to the trusted height T are fetched and hash-
    linked back from the trusted hash (each block names its predecessor's hash), which
@@ -26,7 +28,8 @@ and takes the newest one below the trusted height. Nothing a peer says is taken 
    begins again), then stores block S and applies S+1..T like any synced block, whose
    roots are checked as always. The node then follows the chain by block sync.
 
-Heights below S are not held afterwards (queries for them answer as for pruned blocks).
+Heights below S are not held afterwards (queries for them answer as for pruned blocks; a
+validator that was behind deletes the blocks it held below S).
 """
 
 from __future__ import annotations
@@ -321,7 +324,7 @@ class StateSyncer:
                 except (MedledgerError, OSError, trio.TooSlowError):
                     continue
                 for offer in offered.offers:
-                    if 0 < offer.height < self._trust_height:
+                    if self._chain.height < offer.height < self._trust_height:
                         key = wire.SnapshotOffer(offer.height, offer.block_hash,
                                                  offer.applied_index, 0)
                         offers.setdefault(key, []).append(peer.peer_id)
@@ -408,6 +411,7 @@ class StateSyncer:
         await trio.to_thread.run_sync(
             blocks.store_imported_head_block, offer.height, offer.block_hash, trusted.blocks[0])
         self._chain.storage_reopened()  # the head moved under it
+        await delete_blocks_below_oldest(self._chain)
 
     async def _fetch_chunks(self, importer: StateImport, manifest: Manifest,
                             holders: list[str]) -> None:
@@ -495,6 +499,13 @@ class StateSyncer:
         assert staged == count
 
 
+async def delete_blocks_below_oldest(chain: Chain) -> None:
+    """The blocks a node that was behind held below the state it imported (a validator far
+    behind): deleted in bounded batches in a worker thread."""
+    while await trio.to_thread.run_sync(chain.blocks.delete_blocks_below_oldest):
+        await trio.sleep(0)
+
+
 def _check_against_manifest(chunk: StateChunk, manifest: Manifest, sequence: int) -> None:
     if (chunk.height, chunk.block_hash, chunk.applied_index, chunk.sequence) != (
             manifest.height, manifest.block_hash, manifest.applied_index, sequence):
@@ -509,4 +520,11 @@ def _check_against_manifest(chunk: StateChunk, manifest: Manifest, sequence: int
         raise StateChunkError(f"chunk {sequence}'s multiset hash is not the manifest's")
 
 
-__all__ = ["Snapshots", "StateSyncError", "StateSyncer", "TrustedState", "verify_trust_path"]
+__all__ = [
+    "Snapshots",
+    "StateSyncError",
+    "StateSyncer",
+    "TrustedState",
+    "delete_blocks_below_oldest",
+    "verify_trust_path",
+]

@@ -530,7 +530,8 @@ class BlockStore:
         """After a state import at ``height`` (state sync, a restored snapshot file): store
         the head block's body and hash entry (the chain reads the head block's header) and
         make it the oldest block held, in ONE synced batch. The blocks between the genesis
-        record and it were never stored here; with ``m oldest`` at the head, reading one of
+        record and it were never stored here (or, on a node that was behind, are deleted
+        next: :meth:`delete_blocks_below_oldest`); with ``m oldest`` at the head, reading one of
         them, or a peer's range request for them, is answered as pruned, naming this height
         (as on a pruned observer), which keeps the pruning invariant: every block from
         ``m oldest`` to the head is stored. The caller checked that the bytes are the block
@@ -550,6 +551,28 @@ class BlockStore:
                   keys.seal(keys.META_OLDEST_BLOCK_KEY, _pack_u64(height)))
         database.write(batch, f"storing the imported head block {height}")
         self._oldest_held = height
+
+    def delete_blocks_below_oldest(self, *, blocks_max: int = PRUNE_BATCH_BLOCKS_MAX) -> int:
+        """Delete the bodies of blocks stored below ``m oldest``, at most ``blocks_max`` of
+        them, in ONE unsynced batch; returns how many (0: none left). A node that held
+        blocks 1..h and imported a state at S > h + 1 (a validator far behind, by state
+        sync) holds them below its new oldest block, with a gap above them: nothing reads
+        them any more (readers trust ``m oldest``), so a crash at any instant is harmless
+        and the next call goes on. Call it until it returns 0."""
+        assert 0 < blocks_max <= PRUNE_BATCH_BLOCKS_MAX
+        stop = self._oldest_held
+        first = self._first_stored_height(GENESIS_HEIGHT + 1, stop)
+        end = min(stop, first + blocks_max)
+        if first >= end:
+            return 0
+        batch = self._database.batch(sync=False)
+        deleted = 0
+        for key, _ in self._database.iterate(start=keys.block_key(first),
+                                             stop=keys.block_key(end), include_value=False):
+            batch.delete(key)
+            deleted += 1
+        self._database.write(batch, f"deleting blocks {first}..{end - 1} below the oldest held")
+        return deleted
 
     def set_imported_head(self, head: ChainHead, applied_index: int) -> None:
         self._head = head

@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from node_harness import ROOT, NodeProcess, dump_logs, network, wait_for
 
+from node.client import RpcError
 from node.loadtest.command import run
 from node.loadtest.config import LoadtestConfig, validate
 
@@ -105,11 +107,14 @@ def test_sigkill_during_state_sync_never_leaves_wrong_state(tmp_path: Path) -> N
         assert killed_mid_sync >= 1, "no kill landed inside a join: " + observer.log_text()[-3000:]
 
 
-def test_a_validator_at_genesis_joins_from_the_raft_snapshot_by_state_sync(
-        tmp_path: Path) -> None:
-    """A genesis validator started late, whose peers compacted their raft logs: raft hands
-    it a snapshot naming the leader's head, and it joins by state sync from that trust
-    point (then block sync), votes and commits with the others."""
+@pytest.mark.parametrize("held_blocks", [False, True], ids=["at-genesis", "behind"])
+def test_a_validator_far_behind_joins_from_the_raft_snapshot_by_state_sync(
+        tmp_path: Path, held_blocks: bool) -> None:
+    """A genesis validator started late (or one that held a few blocks and was down while
+    the chain grew), whose peers compacted their raft logs: raft hands it a snapshot naming
+    the leader's head, and it joins by state sync from that trust point (then block
+    sync), votes and commits with the others. One that held blocks keeps none below the
+    imported state (reading one is answered as pruned)."""
     from test_node_integration import TxFactory, committed_on, submit, wait_ready
 
     with network(tmp_path, validators=3, observers=0, start=False) as processes:
@@ -120,16 +125,32 @@ def test_a_validator_at_genesis_joins_from_the_raft_snapshot_by_state_sync(
                                          "compaction_margin_entries = 2"))
             _set(process, snapshot_interval_blocks=10)
         late = processes[2]
-        for process in processes[:2]:
-            process.start()
-        wait_ready(processes[:2])
         factory = TxFactory()
         last = ""
-        # One tx at a time: an idle leader cuts a block per tx, so the chain grows past the
-        # height at which a node at genesis joins by state sync.
-        while processes[0].call("chain_head")["height"] < 120:
-            last = submit(processes[0], factory.next())
-            wait_for(lambda t=last: committed_on(processes[0], t), timeout_s=30, what=last)
+
+        def grow_to(height: int) -> None:
+            # One tx at a time: an idle leader cuts a block per tx, so the chain grows past
+            # the height at which a node behind joins by state sync.
+            nonlocal last
+            while processes[0].call("chain_head")["height"] < height:
+                last = submit(processes[0], factory.next())
+                wait_for(lambda t=last: committed_on(processes[0], t), timeout_s=30, what=last)
+
+        held = 0
+        if held_blocks:
+            for process in processes:
+                process.start()
+            wait_ready(processes)
+            grow_to(6)
+            wait_for(lambda: committed_on(late, last), timeout_s=30, what="the third validator")
+            held = late.call("chain_head")["height"]
+            assert late.stop() == 0
+            grow_to(held + 120)
+        else:
+            for process in processes[:2]:
+                process.start()
+            wait_ready(processes[:2])
+            grow_to(120)
         late.start()
         head = processes[0].call("chain_head")["height"]
         try:
@@ -143,6 +164,11 @@ def test_a_validator_at_genesis_joins_from_the_raft_snapshot_by_state_sync(
         for height in (head - 1, head):
             assert late.call("chain_getRoots", {"height": height}) == processes[0].call(
                 "chain_getRoots", {"height": height})
+        oldest = late.call("node_status")["extra"]["oldest_block_height"]
+        assert oldest > held + 100, oldest
+        if held_blocks:
+            with pytest.raises(RpcError, match="-32012"):
+                late.call("chain_getBlock", {"height": held})
         later = submit(late, factory.next())
         for process in processes:
             wait_for(lambda p=process: committed_on(p, later), timeout_s=30,

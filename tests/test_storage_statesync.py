@@ -281,3 +281,43 @@ def test_a_manifest_checks_every_chunk_alone_and_adds_up_to_the_root(source: Sto
                 pages[0], start_keys=(b"", b"z", *pages[0].start_keys[2:]))])
     finally:
         snapshot.close()
+
+
+def test_a_node_that_was_behind_deletes_the_blocks_below_the_imported_state(
+    tmp_path: Path,
+) -> None:
+    """A validator far behind imports a state above its own head: the blocks it held are
+    below the new oldest block, with a gap above them. They are deleted in bounded
+    batches; the genesis record and the imported head block stay."""
+
+    def chain_to(store: Store, height: int, final: dict[bytes, bytes]) -> None:
+        for number in range(height + 1):
+            writes: dict[bytes, bytes | None] = {}
+            if number == height:
+                writes = {**final, **committed(dict(final), height)}
+            store.blocks.apply_block(
+                height=number, block_hash=block_hash(number), block_bytes=b"block %d" % number,
+                tx_ids=[], tx_results=[], state_writes=writes, applied_index=number + 1)
+
+    with open_store(tmp_path / "source") as source, open_store(tmp_path / "behind") as behind:
+        chain_to(source, 8, {b"k": b"v"})
+        chain_to(behind, 5, {b"old": b"state"})
+        chunks = list(export_state(source.blocks, chunk_bytes_max=16 * 1024))
+        importer = begin(behind, chunks[0])
+        for chunk in chunks:
+            importer.add_chunk(chunk)
+        roots = source.blocks.state_get(roots_key(8))
+        assert roots is not None
+        importer.finish(expected_state_root=Roots.decode(roots).state_root)
+        behind.blocks.store_imported_head_block(8, block_hash(8), b"block 8")
+        assert behind.blocks.oldest_held_height() == 8
+        batches = []
+        while deleted := behind.blocks.delete_blocks_below_oldest(blocks_max=2):
+            batches.append(deleted)
+        assert batches == [2, 2, 1]
+        assert behind.blocks.state_get(b"k") == b"v" and behind.blocks.state_get(b"old") is None
+    with open_raw(tmp_path / "behind") as db:
+        prefix = keys.block_key(0)[:1]
+        held = sorted(int(keys.U64.unpack_from(key, 1)[0]) for key in db.keys(prefix)
+                      if len(key) == len(keys.block_key(0)))
+        assert held == [0, 8]
