@@ -11,6 +11,7 @@
     medledger snapshot save|restore|verify  backups: a node's state in one checked file
     medledger simulate ...                the deterministic cluster simulator
     medledger demo --rpc URL              the healthcare story against a running devnet
+    medledger disclosures --patient ID    a patient's accounting of disclosures (HIPAA)
     medledger loadtest ...                the load generator (see `medledger loadtest -h`)
     medledger testnet ...                 a chaos testnet in network namespaces (root)
 """
@@ -236,6 +237,8 @@ def _add_tool_commands(commands: Any) -> None:
                       help="the devnet directory (its consortium keys sign the story)")
     demo.set_defaults(handler=_demo)
 
+    _add_disclosures_command(commands)
+
     testnet = commands.add_parser("testnet", help="chaos testnet in network namespaces (root)")
     testnet.add_argument("--validators", type=int, default=3)
     testnet.add_argument("--observers", type=int, default=1)
@@ -250,6 +253,36 @@ def _add_tool_commands(commands: Any) -> None:
     testnet.add_argument("--plant", choices=PLANTS,
                          help="plant a bug in the first validator (to test the checker)")
     testnet.set_defaults(handler=_testnet)
+
+
+DISCLOSURES_HELP = """\
+A patient's accounting of disclosures (HIPAA 45 CFR 164.528): every key grant of the
+patient's records to another party (under a consent or a break-glass) and every
+break-glass opened on the patient, with date, recipient, what was disclosed, purpose,
+basis and ledger tx, from the node's audit_disclosures query. The period defaults to the
+six years up to the last block; --from and --to take an ISO 8601 date (2026-03-31, a
+whole day in UTC) or date-time (2026-03-31T14:00:00Z). --format fhir writes a FHIR R5
+Bundle of AuditEvents, validated here (on the client) before it is written."""
+
+
+def _add_disclosures_command(commands: Any) -> None:
+    disclosures = commands.add_parser(
+        "disclosures", help="a patient's accounting of disclosures (table or FHIR R5)",
+        description=DISCLOSURES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    disclosures.add_argument("--patient", required=True, help="the patient's party id")
+    disclosures.add_argument("--rpc", default=DEFAULT_RPC, metavar="URL")
+    disclosures.add_argument("--from", dest="from_date", metavar="ISO-DATE",
+                             help="first day (or instant) of the period")
+    disclosures.add_argument("--to", dest="to_date", metavar="ISO-DATE",
+                             help="last day (or instant) of the period")
+    from node.tools.disclosures import FORMATS
+
+    disclosures.add_argument("--format", choices=FORMATS, default="table",
+                             help="table (default) or fhir (a FHIR R5 Bundle, JSON)")
+    disclosures.add_argument("-o", "--output", metavar="FILE",
+                             help="write to FILE instead of standard output")
+    disclosures.add_argument("--force", action="store_true", help="overwrite FILE")
+    disclosures.set_defaults(handler=_bad_input_exits_2(_disclosures))
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -419,6 +452,22 @@ def _demo(args: argparse.Namespace) -> int:
 
     report = run_demo_against(args.rpc, Path(args.dir))
     return 0 if report.all_matched else 1
+
+
+def _disclosures(args: argparse.Namespace) -> int:
+    from node.tools.disclosures import (
+        fetch_accounting,
+        render,
+        time_ms_from_user,
+        write_output,
+    )
+
+    from_ms = None if args.from_date is None else time_ms_from_user(args.from_date, "--from")
+    to_ms = None if args.to_date is None else time_ms_from_user(args.to_date, "--to",
+                                                                end_of_day=True)
+    accounting = fetch_accounting(args.rpc, args.patient, from_ms=from_ms, to_ms=to_ms)
+    write_output(render(accounting, args.format), args.output, force=args.force)
+    return 0
 
 
 def _json_default(value: Any) -> Any:

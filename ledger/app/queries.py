@@ -14,7 +14,7 @@ expiry and overdue reviews, consents in force when no time is given).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from ledger.app import layout
 from ledger.app.genesis import MEMBERS_MAX
 from ledger.app.model import (
     AuditEntry,
+    AuditKind,
     BreakGlassState,
     ClaimState,
     ConsentState,
@@ -41,9 +42,9 @@ from ledger.app.model import (
     VoteState,
 )
 from ledger.app.state import StateReader, decode_value, load
-from ledger.bodies import Decision, PartyKind
+from ledger.bodies import ID, Decision, GrantBasis, PartyKind, Purpose
 from ledger.codec import Struct
-from ledger.errors import RemoteError
+from ledger.errors import DecodeError, RemoteError
 
 S = TypeVar("S", bound=Struct)
 
@@ -321,6 +322,247 @@ def audit_trail(
     ]
 
 
+# ---- accounting of disclosures (HIPAA 45 CFR 164.528) -------------------------------------
+
+# The accounting covers the six years before the request when no period is asked for:
+# six 365-day years plus the two leap days six years can hold, so never a day too short.
+DISCLOSURE_WINDOW_MS_DEFAULT = (6 * 365 + 2) * 86_400_000
+# Trail entries that are not disclosures (a break-glass's close, review and flag: at most
+# three per disclosure) read per disclosure answered, so one call reads at most this many
+# entries per item of its limit, however long the patient's history.
+AUDIT_ENTRIES_PER_DISCLOSURE_MAX = 4
+# layout.audit_key: the part after the patient is the height as 16 hex digits, then the
+# slot and the entry's number; every entry of one height has its block's time.
+_AUDIT_HEIGHT_DIGITS = 16
+_HEX_DIGITS = b"0123456789abcdef"
+_DISCLOSURE_KINDS = (AuditKind.KEY_GRANT, AuditKind.BTG_OPEN)
+
+
+def disclosures(
+    state: StateReader,
+    patient: str,
+    *,
+    now_ms: int,
+    from_ms: int | None = None,
+    to_ms: int | None = None,
+    limit: int = QUERY_ITEMS_DEFAULT,
+) -> dict[str, Any] | None:
+    """The accounting of disclosures of ``patient``'s records in [from_ms, to_ms] (block
+    times, both ends included), in chain order: every key grant to another party (under a
+    consent or a break-glass) and every break-glass opened on the patient (the emergency
+    override is itself a disclosure), each with its date, recipient, what was disclosed,
+    purpose, basis and tx. ``to_ms`` defaults to ``now_ms`` (the last block's time),
+    ``from_ms`` to six years before ``to_ms``. None when no party ``patient`` exists.
+
+    At most ``limit`` disclosures; when there are more, ``complete`` is false and
+    ``next_from_ms`` is the date of the first one left out (asking again from there
+    answers again those of that block already answered: a block has one time).
+    """
+    _check_disclosure_params(patient, from_ms, to_ms, limit)
+    to_ms = now_ms if to_ms is None else to_ms
+    from_ms = max(0, to_ms - DISCLOSURE_WINDOW_MS_DEFAULT) if from_ms is None else from_ms
+    if from_ms > to_ms:
+        raise InvalidQueryParams(
+            f"audit_disclosures: from_ms {from_ms} is after to_ms {to_ms} (to_ms defaults "
+            f"to the last block's time, {now_ms})"
+        )
+    found = load(state, layout.party_key(patient), PartyState)
+    if found is None:
+        return None
+    if found.kind is not PartyKind.PATIENT:
+        raise InvalidQueryParams(
+            f"audit_disclosures: {patient} is a {found.kind.name.lower()}, not a patient"
+        )
+    wanted = _bounded(limit)
+    answered: list[dict[str, Any]] = []
+    next_from_ms = None
+    entries_max = (wanted + 1) * AUDIT_ENTRIES_PER_DISCLOSURE_MAX
+    trail = _trail_from(state, patient, from_ms, entries_max)
+    for read, entry in enumerate(trail, start=1):
+        if entry.time_ms > to_ms:
+            break
+        if entry.kind in _DISCLOSURE_KINDS and entry.recipient != patient:
+            # (A key for the patient is no disclosure: 164.528(a)(1)(ii).)
+            if len(answered) == wanted:
+                next_from_ms = entry.time_ms
+                break
+            answered.append(_disclosure(state, entry))
+        if read == entries_max:  # the patient's own keys filled the reading: go on later
+            next_from_ms = entry.time_ms
+    return {
+        "patient": patient,
+        "from_ms": from_ms,
+        "to_ms": to_ms,
+        "as_of_ms": now_ms,
+        "disclosures": answered,
+        "complete": next_from_ms is None,
+        "next_from_ms": next_from_ms,
+    }
+
+
+def _check_disclosure_params(
+    patient: str, from_ms: int | None, to_ms: int | None, limit: int
+) -> None:
+    try:
+        ID.from_wire(patient)
+    except DecodeError as error:
+        raise InvalidQueryParams(f"audit_disclosures: patient is not a party id: {error}") from None
+    for name, value in (("from_ms", from_ms), ("to_ms", to_ms), ("limit", limit)):
+        if value is not None and not 0 <= value < 2**64:
+            raise InvalidQueryParams(
+                f"audit_disclosures: {name} must be in [0, 2**64), not {value}"
+            )
+
+
+def _disclosure(state: StateReader, entry: AuditEntry) -> dict[str, Any]:
+    assert entry.basis is not None and entry.basis_id is not None, entry
+    if entry.kind is AuditKind.KEY_GRANT:
+        assert entry.record_id is not None and entry.recipient is not None, entry
+        recipient = _recipient(state, entry.recipient)
+        records = [_disclosed_record(state, entry.record_id, entry.version)]
+        if entry.basis is GrantBasis.CONSENT:
+            consent = load(state, layout.consent_key(entry.basis_id), ConsentState)
+            assert consent is not None, f"grant {entry.tx_id.hex()} names a missing consent"
+            purpose = consent.purpose
+        else:
+            purpose = Purpose.EMERGENCY
+    else:
+        btg = load(state, layout.break_glass_key(entry.basis_id), BreakGlassState)
+        assert btg is not None, f"audit entry names a missing break-glass {entry.basis_id}"
+        recipient = _recipient(state, btg.practitioner, organisation=btg.organisation)
+        records = [_disclosed_record(state, record_id, None) for record_id in btg.records]
+        purpose = Purpose.EMERGENCY
+    return {
+        "kind": "key_grant" if entry.kind is AuditKind.KEY_GRANT else "break_glass",
+        "date_ms": entry.time_ms,
+        "recipient": recipient,
+        "records": records,
+        "purpose": plain(purpose),
+        "basis": plain(entry.basis),
+        "basis_id": entry.basis_id,
+        "released_by": _releaser(state, entry.actor),
+        "tx_id": entry.tx_id,
+        "height": entry.height,
+        "position": entry.position,
+    }
+
+
+def _recipient(
+    state: StateReader, party_id: str, *, organisation: str | None = None
+) -> dict[str, Any]:
+    """A recipient as state knows it: pseudonymous, so a kind and an organisation (the
+    member that registered a practitioner), never a name."""
+    found = load(state, layout.party_key(party_id), PartyState)
+    assert found is not None, f"a disclosure names a missing party {party_id}"
+    if organisation is None and found.kind is PartyKind.PRACTITIONER:
+        organisation = found.registered_by
+    member = None if organisation is None else load(
+        state, layout.member_key(organisation), MemberState
+    )
+    return {
+        "party_id": party_id,
+        "kind": plain(found.kind),
+        "organisation": organisation,
+        "organisation_kind": None if member is None else plain(member.kind),
+    }
+
+
+def _releaser(state: StateReader, actor: str) -> dict[str, Any]:
+    """Who signed the release: a member (the custodian) or a party (the patient, a
+    delegate; for a break-glass, the practitioner)."""
+    member = load(state, layout.member_key(actor), MemberState)
+    if member is not None:
+        return {"id": actor, "member": True, "kind": plain(member.kind)}
+    party = load(state, layout.party_key(actor), PartyState)
+    assert party is not None, f"a disclosure names an unknown signer {actor}"
+    return {"id": actor, "member": False, "kind": plain(party.kind)}
+
+
+def _disclosed_record(state: StateReader, record_id: str, version: int | None) -> dict[str, Any]:
+    head = load(state, layout.record_key(record_id), RecordState)
+    assert head is not None, f"a disclosure names a missing record {record_id}"
+    found: RecordState | RecordVersionState = head
+    if version is not None:  # a shredded record keeps only its head
+        found = load(state, layout.record_version_key(record_id, version),
+                     RecordVersionState) or head
+    return {
+        "record_id": record_id,
+        "version": version,
+        "document_type": plain(found.document_type),
+        "confidentiality": plain(found.confidentiality),
+        "custodian": head.custodian,
+    }
+
+
+def _trail_from(
+    state: StateReader, patient: str, from_ms: int, entries_max: int
+) -> Iterator[AuditEntry]:
+    """The patient's audit entries from the first of time ``from_ms`` or later, in chain
+    order, at most ``entries_max``. StateReader reads by prefix only, so the start is found
+    by descending the hex digits of the height (times grow with heights): at most 16
+    reads per digit, however long the trail before it."""
+    prefix = layout.audit_prefix(patient)
+    height_digits = _first_height_from(state, prefix, from_ms, b"")
+    if height_digits is None:
+        return
+    for key, value in _iterate_from_height(state, prefix, height_digits, entries_max):
+        yield decode_value(key, value, AuditEntry)
+
+
+def _first_audit(state: StateReader, prefix: bytes, under: bytes) -> tuple[bytes, int] | None:
+    """The height digits and time of the first audit entry under ``prefix + under``."""
+    for key, value in state.iterate(prefix + under, limit=1):
+        height_digits = key[len(prefix) : len(prefix) + _AUDIT_HEIGHT_DIGITS]
+        return height_digits, decode_value(key, value, AuditEntry).time_ms
+    return None
+
+
+def _first_height_from(
+    state: StateReader, prefix: bytes, from_ms: int, digits: bytes
+) -> bytes | None:
+    """The hex digits of the first height under ``prefix + digits`` whose entries' time
+    is ``from_ms`` or later, or None. Each call reads 16 children at most and descends
+    into one, so a search reads at most 16 x 16 entries."""
+    if len(digits) == _AUDIT_HEIGHT_DIGITS:  # one height: one block time
+        first = _first_audit(state, prefix, digits)
+        return None if first is None or first[1] < from_ms else digits
+    earlier: bytes | None = None  # the last child whose first entry is before from_ms
+    for digit in _HEX_DIGITS:
+        child = digits + bytes([digit])
+        first = _first_audit(state, prefix, child)
+        if first is None:
+            continue
+        if first[1] >= from_ms:
+            # Only the child before may still end with entries this late; else this
+            # child's first height is the answer.
+            inside = None if earlier is None else _first_height_from(
+                state, prefix, from_ms, earlier
+            )
+            return first[0] if inside is None else inside
+        earlier = child
+    return None if earlier is None else _first_height_from(state, prefix, from_ms, earlier)
+
+
+def _iterate_from_height(
+    state: StateReader, prefix: bytes, height_digits: bytes, limit: int
+) -> Iterator[tuple[bytes, bytes]]:
+    """The items under ``prefix`` of height ``height_digits`` and later, in key order, at
+    most ``limit``: that height's, then each later sibling of each of its digits, from
+    the last digit up."""
+    assert len(height_digits) == _AUDIT_HEIGHT_DIGITS, height_digits
+    ranges = [prefix + height_digits]
+    for depth in range(_AUDIT_HEIGHT_DIGITS - 1, -1, -1):
+        later = _HEX_DIGITS[_HEX_DIGITS.index(height_digits[depth]) + 1 :]
+        ranges += [prefix + height_digits[:depth] + bytes([digit]) for digit in later]
+    left = limit
+    for range_prefix in ranges:
+        if left == 0:
+            return
+        for item in state.iterate(range_prefix, limit=left):
+            left -= 1
+            yield item
+
+
 # ---- insurance ----------------------------------------------------------------------------
 
 
@@ -399,6 +641,7 @@ class QueryMethod:
     params: Mapping[str, type]
     run: Callable[[StateReader, dict[str, Any], int], Any]
     optional: tuple[str, ...] = ()
+    description: str = ""  # for the OpenRPC document (rpc.discover)
 
 
 QUERY_METHODS: Mapping[str, QueryMethod] = {
@@ -446,6 +689,21 @@ QUERY_METHODS: Mapping[str, QueryMethod] = {
     ),
     "audit_trail": QueryMethod(
         {"patient": str, "limit": int}, lambda s, p, now: audit_trail(s, **p), ("limit",)
+    ),
+    # The patient's accounting of disclosures (HIPAA 45 CFR 164.528): key grants to
+    # others and break-glass opens in [from_ms, to_ms], default the six years to now.
+    "audit_disclosures": QueryMethod(
+        {"patient": str, "from_ms": int, "to_ms": int, "limit": int},
+        lambda s, p, now: disclosures(s, p["patient"], now_ms=now, from_ms=p.get("from_ms"),
+                                      to_ms=p.get("to_ms"),
+                                      limit=p.get("limit", QUERY_ITEMS_DEFAULT)),
+        ("from_ms", "to_ms", "limit"),
+        "The patient's accounting of disclosures (HIPAA 45 CFR 164.528) in chain order: "
+        "every key grant of the patient's records to another party and every break-glass "
+        "opened on the patient, with date, recipient, records, purpose, basis and tx. "
+        "from_ms and to_ms (block times, inclusive) default to the six years up to the "
+        "last block; at most limit items, then complete is false and next_from_ms says "
+        "where to ask again.",
     ),
     "audit_breakGlass": QueryMethod(
         {"btg_id": str}, lambda s, p, now: break_glass(s, p["btg_id"], now_ms=now)

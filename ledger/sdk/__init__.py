@@ -12,6 +12,8 @@ metadata (lazily imported), but it never reads a clock nor opens a socket (a
 - :mod:`ledger.sdk.privacy` -- AES-256-GCM record encryption, HPKE key wraps, hashes for
   the ledger, keyed hashes (pseudonyms, claim duplicate keys).
 - :mod:`ledger.sdk.fhir` -- FHIR R5 validation of DocumentReference / Consent metadata.
+- :mod:`ledger.sdk.disclosures` -- a patient's accounting of disclosures as a FHIR R5
+  Bundle of AuditEvents, or as a readable table.
 - :mod:`ledger.sdk.custodian` -- CustodianStore (ciphertexts, data keys, wraps; shred).
 - :mod:`ledger.sdk.client` -- the LedgerClient port; :mod:`ledger.sdk.inprocess` -- an
   in-process implementation over the pure application.

@@ -114,7 +114,8 @@ def app_method_specs() -> list[AppMethodSpec]:
         summary = name.split("_", 1)[1]
         specs.append(app_method_from_description(
             {"name": name, "summary": f"application query {summary}", "params": params,
-             "result": "JSON view of the ledger state, or null when not found"}))
+             "result": "JSON view of the ledger state, or null when not found",
+             "description": method.description}))
     return specs
 
 
