@@ -2,7 +2,10 @@
 replay from the same peers, in the same run. Prints ONE JSON line:
 
 ``{"txs": …, "height": …, "statesync_seconds": …, "replay_seconds": …, "ratio": …,
-"queries_compared": …, "query_mismatches": …, "target_met": …}``
+"queries_compared": …, "query_mismatches": …, "target_met": …}``, with where the time went:
+each observer's ``*_startup_seconds`` (process start to listening, the same work for both),
+``statesync_import_seconds`` (fetching and checking the snapshot) and
+``statesync_snapshot_height`` (the blocks above it up to the head are applied as usual).
 
 A 3-validator devnet on 127.0.0.1 (one process per node, fresh data in a temp directory,
 ``[sync] snapshot_interval_blocks`` small enough for several snapshots) commits the load
@@ -24,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +109,23 @@ def _configure(directory: Path, node: DevnetNode, **sync: Any) -> None:
     path.write_text(text)
 
 
+def _log_events(path: Path) -> dict[str, tuple[float, dict[str, Any]]]:
+    """The first record of each event in a node's JSON log: (its time as a Unix
+    timestamp, the record)."""
+    events: dict[str, tuple[float, dict[str, Any]]] = {}
+    for text in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(text)
+            event = str(record["event"])
+            if event.startswith("state sync: state imported"):
+                event = "state sync: state imported"
+            stamp = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+        except (ValueError, KeyError, TypeError):
+            continue
+        events.setdefault(event, (stamp.timestamp(), record))
+    return events
+
+
 def _queries(node: DevnetNode, height: int) -> list[tuple[str, dict[str, Any]]]:
     """A query for every party, record, consent and claim the blocks up to ``height``
     created (and each patient's consents and claims)."""
@@ -170,21 +191,32 @@ def bench(options: argparse.Namespace, directory: Path) -> dict[str, Any]:
             "committed": summary.get("committed"), "height": height,
             "snapshot_interval_blocks": options.snapshot_interval}
 
-        def join(node: DevnetNode) -> float:
-            started = time.monotonic()
+        def join(node: DevnetNode, prefix: str) -> float:
+            started_wall, started = time.time(), time.monotonic()
             process = _start(directory, node)
             processes.append(process)
             _wait(lambda: _height(node) >= height, options.join_timeout,
                   f"{node.name} to reach height {height}", process)
-            return time.monotonic() - started
+            took = time.monotonic() - started
+            # Where the time went: starting the process (imports, keys, storage, listening)
+            # is the same for both ways of joining.
+            events = _log_events(directory / node.name / "node.log")
+            if "node started" in events:
+                line[f"{prefix}_startup_seconds"] = round(
+                    events["node started"][0] - started_wall, 2)
+            return took
 
         _configure(directory, state_synced, trust_height=height, trust_hash=head_hash)
-        line["statesync_seconds"] = round(join(state_synced), 2)
-        log = (directory / state_synced.name / "node.log").read_text()
-        line["state_imported"] = "state sync: state imported" in log
+        line["statesync_seconds"] = round(join(state_synced, "statesync"), 2)
+        events = _log_events(directory / state_synced.name / "node.log")
+        line["state_imported"] = "state sync: state imported" in events
+        if line["state_imported"]:
+            imported = events["state sync: state imported"][1]
+            line["statesync_import_seconds"] = imported.get("seconds")
+            line["statesync_snapshot_height"] = imported.get("height")
         compared = [state_synced]
         if not options.no_replay:
-            line["replay_seconds"] = round(join(replayed), 2)
+            line["replay_seconds"] = round(join(replayed, "replay"), 2)
             line["ratio"] = round(line["replay_seconds"] / line["statesync_seconds"], 2)
             compared.append(replayed)
         queries = _queries(validators[0], height)
