@@ -9,6 +9,11 @@ leader may have several blocks in flight (pipelining). A header therefore commit
 results and state of an *earlier* block, the latest one its proposer had applied:
 ``state_height`` names it, ``results_root`` and ``state_root`` are that block's. Every node
 checks them against what it computed itself, so a node whose state diverged notices.
+
+Version 2: a header names the validator set that certifies it (``validators_hash``) and
+the one that certifies its successor (``next_validators_hash``), and every block from
+height 2 carries the quorum certificate of its predecessor (``certificate``, committed to
+by ``certificate_hash``): see ledger/certificate.py. Blocks of version 1 are refused.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger import limits
-from ledger.codec import Bytes, Identifier, ListOf, Nested, Struct, UInt, decode
+from ledger.certificate import Certificate
+from ledger.codec import Bytes, Identifier, ListOf, Nested, Optional, Struct, UInt, decode
 from ledger.crypto import (
     DOMAIN_BLOCK,
     HASH_SIZE,
@@ -31,7 +37,7 @@ from ledger.errors import DecodeError
 from ledger.merkle import EMPTY_ROOT, merkle_root
 from ledger.tx import CHAIN_ID_LENGTH_MAX, tx_id_of
 
-BLOCK_VERSION = 1
+BLOCK_VERSION = 2
 ZERO_HASH = bytes(HASH_SIZE)
 
 _sha256 = hashlib.sha256
@@ -52,6 +58,9 @@ class BlockHeader(Struct):
     raft_term: int
     raft_index: int
     proposer: bytes
+    validators_hash: bytes
+    next_validators_hash: bytes
+    certificate_hash: bytes  # of the block's certificate; ZERO_HASH at height 1
 
     SCHEMA = (
         ("version", UInt(minimum=BLOCK_VERSION, maximum=BLOCK_VERSION)),
@@ -67,6 +76,9 @@ class BlockHeader(Struct):
         ("raft_term", UInt()),
         ("raft_index", UInt()),
         ("proposer", Bytes(PUBLIC_KEY_SIZE)),
+        ("validators_hash", Bytes(HASH_SIZE)),
+        ("next_validators_hash", Bytes(HASH_SIZE)),
+        ("certificate_hash", Bytes(HASH_SIZE)),
     )
 
     @property
@@ -79,11 +91,13 @@ class Block(Struct):
     header: BlockHeader
     signature: bytes
     txs: tuple[bytes, ...]
+    certificate: Certificate | None  # of the block at height - 1; None at height 1
 
     SCHEMA = (
         ("header", Nested(BlockHeader)),
         ("signature", Bytes(SIGNATURE_SIZE)),
         ("txs", ListOf(Bytes(maximum=limits.TX_SIZE_BYTES_MAX), maximum=limits.BLOCK_TXS_MAX)),
+        ("certificate", Optional(Nested(Certificate))),
     )
 
     @property
@@ -125,6 +139,9 @@ def make_block(
     state_root: bytes,
     raft_term: int,
     raft_index: int,
+    validators_hash: bytes,
+    next_validators_hash: bytes,
+    certificate: Certificate | None,
 ) -> Block:
     header = BlockHeader(
         version=BLOCK_VERSION,
@@ -140,14 +157,19 @@ def make_block(
         raft_term=raft_term,
         raft_index=raft_index,
         proposer=key.public_key,
+        validators_hash=validators_hash,
+        next_validators_hash=next_validators_hash,
+        certificate_hash=ZERO_HASH if certificate is None else certificate.hash,
     )
     signature = key.sign(DOMAIN_BLOCK, header.encode())
-    return Block(header=header, signature=signature, txs=tuple(txs))
+    return Block(header=header, signature=signature, txs=tuple(txs), certificate=certificate)
 
 
 def decode_block(data: bytes, *, chain_id: str) -> Block:
     """Strictly decode a block and check everything that needs no state: chain id, tx count,
-    tx root and the proposer's signature. Whether the proposer may propose, and whether the
+    tx root, that it carries its predecessor's certificate (from height 2; whether the
+    signatures certify it is for the caller, who knows the validator set) and the
+    proposer's signature. Whether the proposer may propose, and whether the
     block extends the chain, is for the caller (it knows the validator set and the head)."""
     return decode_block_with_ids(data, chain_id=chain_id)[0]
 
@@ -165,6 +187,19 @@ def decode_block_with_ids(data: bytes, *, chain_id: str) -> tuple[Block, list[by
     tx_ids = block.tx_ids()
     if tx_root(tx_ids) != header.tx_root:
         raise DecodeError("Block: tx_root does not match the transactions")
+    certificate = block.certificate
+    if header.height <= 1:
+        if certificate is not None or header.certificate_hash != ZERO_HASH:
+            raise DecodeError("Block: block 1 carries no certificate")
+    elif certificate is None:
+        raise DecodeError(f"Block: block {header.height} carries no certificate of its "
+                          "predecessor")
+    elif certificate.height != header.height - 1 or certificate.block_hash != \
+            header.previous_hash:
+        raise DecodeError(f"Block: the certificate it carries is of block "
+                          f"{certificate.height}, not of its predecessor")
+    elif certificate.hash != header.certificate_hash:
+        raise DecodeError("Block: certificate_hash does not match its certificate")
     if not verify(DOMAIN_BLOCK, header.proposer, header.encode(), block.signature):
         raise DecodeError("Block: proposer signature does not verify")
     return block, tx_ids

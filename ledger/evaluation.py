@@ -7,7 +7,10 @@ fails one is skipped by all of them alike (:func:`rejection`):
 - it does not extend the head (height, previous hash), its timestamp does not increase,
   or its raft term/index are not those of the entry carrying it (a stale proposal of an
   earlier leader);
-- it commits to the roots of a height not applied yet.
+- it commits to the roots of a height not applied yet;
+- it names another validator set than the rules give (ledger/certificate.py), or the
+  certificate it carries does not certify its predecessor: a signature that does not
+  verify, a signer outside the set in force, fewer than a majority.
 
 A block whose header commits to roots (of ``state_height``) that differ from this node's
 own means this node's state diverged: :class:`StateDivergenceError`, the node stops.
@@ -27,11 +30,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ledger import app as application
+from ledger.app.layout import MEMBER, table_prefix
 from ledger.block import (
     GENESIS_RESULTS_ROOT,
     GENESIS_STATE_ROOT,
     Block,
     results_root,
+)
+from ledger.certificate import (
+    certificate_problem,
+    decode_validator_set,
+    encode_validator_set,
+    validators_hash,
 )
 from ledger.commitment import (
     accumulate,
@@ -55,6 +65,12 @@ TX_SEEN_PREFIX = b"\xffnode/tx/"
 TX_LOCATION = struct.Struct(">QII")
 # The state commitment's accumulator (ledger.commitment) as of the head; not itself in it.
 ACCUMULATOR_KEY = b"\xffnode/accumulator"
+# The hash of each height's validator set (ledger/certificate.py), and each set by its
+# hash (written when a set first appears, never removed): what a later header names as
+# its next set, and the members a certificate is checked against.
+VALIDATORS_AT_PREFIX = b"\xffnode/validators-at/"
+VALIDATOR_SET_PREFIX = b"\xffnode/validator-set/"
+_MEMBER_PREFIX = table_prefix(MEMBER)
 
 
 class StateDivergenceError(LocalError):
@@ -71,6 +87,63 @@ def roots_key(height: int) -> bytes:
 
 def tx_seen_key(tx_id: bytes) -> bytes:
     return TX_SEEN_PREFIX + tx_id
+
+
+def validators_at_key(height: int) -> bytes:
+    return VALIDATORS_AT_PREFIX + height.to_bytes(8, "big")
+
+
+def validator_set_key(set_hash: bytes) -> bytes:
+    return VALIDATOR_SET_PREFIX + set_hash
+
+
+class _DictReader:
+    """A StateReader over a dict (the genesis writes)."""
+
+    def __init__(self, items: dict[bytes, bytes]) -> None:
+        self._items = items
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._items.get(key)
+
+    def iterate(self, prefix: bytes, *, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        found = sorted((key, value) for key, value in self._items.items()
+                       if key.startswith(prefix))
+        return iter(found[:limit])
+
+
+class _Overlay:
+    """A StateReader: ``writes`` (None: deleted) over ``state``."""
+
+    def __init__(self, state: application.StateReader,
+                 writes: dict[bytes, bytes | None]) -> None:
+        self._state = state
+        self._writes = writes
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._writes:
+            return self._writes[key]
+        return self._state.get(key)
+
+    def iterate(self, prefix: bytes, *, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        merged = dict(self._state.iterate(prefix, limit=limit + len(self._writes)))
+        for key, value in self._writes.items():
+            if key.startswith(prefix):
+                merged[key] = value  # type: ignore[assignment]
+        found = sorted((key, value) for key, value in merged.items() if value is not None)
+        return iter(found[:limit])
+
+
+def validator_set_writes(height: int, node_keys: Iterable[bytes],
+                         known: Callable[[bytes], bool]) -> dict[bytes, bytes]:
+    """The state entries recording ``node_keys`` as the validator set of ``height``
+    (and the set itself, unless ``known`` says the state holds it already)."""
+    keys = list(node_keys)
+    set_hash = validators_hash(keys)
+    writes = {validators_at_key(height): set_hash}
+    if not known(set_hash):
+        writes[validator_set_key(set_hash)] = encode_validator_set(keys)
+    return writes
 
 
 def tx_index_writes(height: int, tx_ids: Sequence[bytes],
@@ -100,8 +173,10 @@ def genesis_state(writes: dict[bytes, bytes]) -> dict[bytes, bytes]:
     (the genesis state root itself stays GENESIS_STATE_ROOT: the genesis hash commits
     to the genesis file, and so to this state)."""
     state = dict(writes)
+    state.update(validator_set_writes(
+        0, application.validator_node_keys(_DictReader(writes)), lambda set_hash: False))
     state[ACCUMULATOR_KEY] = encode_accumulator(accumulator_of(committed_items(
-        writes.items(), 0)))
+        state.items(), 0)))
     return state
 
 
@@ -129,12 +204,16 @@ GENESIS_ROOTS = Roots(GENESIS_RESULTS_ROOT, GENESIS_STATE_ROOT)
 
 @dataclass(frozen=True, slots=True)
 class ChainTip:
-    """What a block is checked against: the head and the validator set in force."""
+    """What a block is checked against: the head, the validator set in force (who may
+    propose), the head's set (who certifies it: ``head_validators_hash``, None at
+    genesis) and the set the head names for its successor (``next_validators_hash``)."""
 
     height: int
     head_hash: bytes
     head_timestamp_ms: int
     validators: Sequence[bytes]
+    head_validators_hash: bytes | None
+    next_validators_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +225,11 @@ class BlockOutcome:
 
 
 def rejection(block: Block, *, raft_term: int, raft_index: int, tip: ChainTip,
-              roots_at: Callable[[int], Roots]) -> str | None:
+              roots_at: Callable[[int], Roots], state: application.StateReader,
+              chain_id: str) -> str | None:
     """Why every node skips this committed block, or None when it applies. Raises
     StateDivergenceError when its roots differ from ours (``roots_at``: our roots of an
-    applied height)."""
+    applied height; ``state``: the state of the head it extends)."""
     header = block.header
     if header.proposer not in tip.validators:
         return "proposer is not a validator"
@@ -161,13 +241,39 @@ def rejection(block: Block, *, raft_term: int, raft_index: int, tip: ChainTip,
         return "raft term/index differ from the entry carrying it (stale proposal)"
     if header.state_height > tip.height:
         return "commits to the state of a height not applied yet"
+    if header.validators_hash != tip.next_validators_hash:
+        return "names another validator set than its predecessor handed over to"
+    if tip.head_validators_hash is not None:
+        certificate = block.certificate
+        assert certificate is not None, "decode_block: a block from height 2 carries one"
+        members = validator_set(state, tip.head_validators_hash)
+        problem = certificate_problem(certificate, chain_id=chain_id, height=tip.height,
+                                      block_hash=tip.head_hash, members=members)
+        if problem is not None:
+            return problem
     ours = roots_at(header.state_height)
     if (header.results_root, header.state_root) != (ours.results_root, ours.state_root):
         raise StateDivergenceError(
             f"block {header.height} commits to roots of height {header.state_height} "
             f"that differ from ours: this node's state has diverged; it stops"
         )
+    if header.next_validators_hash != validators_hash_at(state, header.state_height):
+        raise StateDivergenceError(
+            f"block {header.height} names as the next validator set one that is not the "
+            f"set of height {header.state_height} here: this node's state has diverged")
     return None
+
+
+def validators_hash_at(state: application.StateReader, height: int) -> bytes:
+    data = state.get(validators_at_key(height))
+    assert data is not None, f"the validator set of applied height {height} is recorded"
+    return data
+
+
+def validator_set(state: application.StateReader, set_hash: bytes) -> list[bytes]:
+    data = state.get(validator_set_key(set_hash))
+    assert data is not None, "every validator set a header named is recorded"
+    return decode_validator_set(data)
 
 
 def evaluate_block(block: Block, tx_ids: Sequence[bytes], checked: Sequence[Transaction | None],
@@ -197,6 +303,14 @@ def evaluate_block(block: Block, tx_ids: Sequence[bytes], checked: Sequence[Tran
     final_codes = [int(code) for code in outcome.codes]
     writes: dict[bytes, bytes | None] = dict(outcome.writes)
     writes.update(tx_index_writes(height, tx_ids, final_codes))
+    # The validator set of this height (ledger/certificate.py): the previous one unless
+    # the block wrote a member.
+    if any(key.startswith(_MEMBER_PREFIX) for key in outcome.writes):
+        node_keys = application.validator_node_keys(_Overlay(state, writes))
+        writes.update(validator_set_writes(
+            height, node_keys, lambda set_hash: get(validator_set_key(set_hash)) is not None))
+    else:
+        writes[validators_at_key(height)] = validators_hash_at(state, height - 1)
     # The commitment: each written item's hash in, the one it replaces out; the roots of
     # the previous height join now (they were the one item left out of its own root).
     stored = get(ACCUMULATOR_KEY)

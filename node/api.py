@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger.block import Block
+from ledger.certificate import Certificate
 from ledger.merkle import MerkleProof
 from ledger.results import ResultCode
 
@@ -29,6 +30,18 @@ class SubmitResult:
     @property
     def accepted(self) -> bool:
         return self.code is ResultCode.OK
+
+
+@dataclass(frozen=True, slots=True)
+class CertifiedBlock:
+    """A block's quorum certificate, the validator set it is checked against and where
+    the chain carries it (``in_block``: the next block's height; None for the head's,
+    still only this node's collection of votes)."""
+
+    certificate: Certificate
+    validators_hash: bytes
+    validators: tuple[bytes, ...]
+    in_block: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +134,12 @@ class NodeAPI(Protocol):
     def roots(self, height: int) -> tuple[bytes, bytes] | None:
         """(results root, state root) of an applied height (the state holds them for every
         height, also below a restored snapshot's), or None above the head."""
+        ...
+
+    def certificate(self, height: int) -> CertifiedBlock | None:
+        """The quorum certificate of block ``height`` (ledger/certificate.py): the one the
+        next block carries, or, for the head, the one this node holds from the votes so
+        far; None when there is none (yet). BlockPrunedError as for blocks."""
         ...
 
     # A consistent copy of the state for `medledger snapshot save` (node.snapshot_sessions):

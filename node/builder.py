@@ -9,6 +9,11 @@ and grow under heavy load (throughput), as TigerBeetle's do. Up to
 head. A proposal whose raft entry is applied as something else (a lost leadership, a
 stale proposal) returns its txs, and those of every proposal pipelined on it, to the
 pool; the next block builds on the real head.
+
+Every block from height 2 carries its predecessor's quorum certificate
+(ledger/certificate.py), so a block is cut only once a majority of validators applied and
+voted for the one it builds on (node/certify.py wakes the builder): in effect one
+proposal in flight at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 import trio
 
 from consensus.state import Role
+from ledger.certificate import Certificate
 from ledger.crypto import SigningKey
 from node.chain import Chain
 from node.clock import Clock, SystemClock
@@ -44,7 +50,9 @@ class Proposal:
 class Builder:
     def __init__(self, *, chain: Chain, mempool: Mempool, key: SigningKey,
                  config: BlockSection, log: Any, metrics: Any,
-                 driver: Callable[[], RaftDriver | None], clock: Clock | None = None) -> None:
+                 driver: Callable[[], RaftDriver | None],
+                 certificate: Callable[[int, bytes], Certificate | None],
+                 clock: Clock | None = None) -> None:
         self._chain = chain
         self._mempool = mempool
         self._key = key
@@ -52,10 +60,12 @@ class Builder:
         self._log = log
         self._metrics = metrics
         self._driver = driver
+        self._certificate = certificate
         self._clock: Clock = clock or SystemClock()
         self._proposals: dict[int, Proposal] = {}  # raft index -> our block there
         self._proposed_head: tuple[int, bytes, int] | None = None
         self._proposed_state_height = 0  # the state height the proposed head names
+        self._proposed_next_set = b""  # the validator set the proposed head hands over to
         self._wakeup = trio.Event()
         self.blocks_proposed = 0
         self.proposals_lost = 0
@@ -124,21 +134,28 @@ class Builder:
             return False
         if self._chain.applied_index() < driver.term_start_index:
             return False  # entries of earlier terms are still being applied
-        return len(self._proposals) < self._config.max_inflight
+        if len(self._proposals) >= self._config.max_inflight:
+            return False
+        height, head_hash, _ = self._proposed_head or self._chain.head()
+        return height == 0 or self._certificate(height, head_hash) is not None
 
     def _build_and_propose(self) -> None:
         driver = self._driver()
         assert driver is not None
         started = time.perf_counter()
+        if self._proposed_head is None:
+            self._proposed_head = self._chain.head()
+            self._proposed_state_height = self._chain.named_state_height()
+            self._proposed_next_set = self._chain.head_validator_sets()[1]
+        height, previous_hash, previous_timestamp = self._proposed_head
+        certificate = None if height == 0 else self._certificate(height, previous_hash)
+        if height > 0 and certificate is None:
+            return
         txs = self._mempool.select(txs_max=self._config.max_txs,
                                    bytes_max=self._config.max_bytes - BLOCK_OVERHEAD_BYTES,
                                    now=self._clock.monotonic())
         if not txs:
             return
-        if self._proposed_head is None:
-            self._proposed_head = self._chain.head()
-            self._proposed_state_height = self._chain.named_state_height()
-        height, previous_hash, previous_timestamp = self._proposed_head
         status = driver.raw_node.status()
         raft_index = status.last_index + 1
         block = self._chain.build_block(
@@ -146,6 +163,7 @@ class Builder:
             previous_timestamp_ms=previous_timestamp, now_ms=self._clock.wall_ms(),
             raft_term=status.hard_state.term, raft_index=raft_index,
             previous_state_height=self._proposed_state_height,
+            validators_hash=self._proposed_next_set, certificate=certificate,
         )
         tx_ids = [tx.tx_id for tx in txs]
         outcome = driver.propose(block.encode())
@@ -161,4 +179,5 @@ class Builder:
         )
         self._proposed_head = (block.header.height, block.hash, block.header.timestamp_ms)
         self._proposed_state_height = block.header.state_height
+        self._proposed_next_set = block.header.next_validators_hash
         self.blocks_proposed += 1

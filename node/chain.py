@@ -11,7 +11,7 @@ the outcome: one LevelDB batch per raft entry, block or not, through one exit.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -19,6 +19,7 @@ from consensus.types import Entry, EntryType
 from ledger import app as application
 from ledger import evaluation
 from ledger.block import ZERO_HASH, Block, decode_block, decode_block_with_ids, make_block
+from ledger.certificate import Certificate, certify
 from ledger.crypto import SigningKey
 from ledger.errors import DecodeError
 from ledger.evaluation import (
@@ -28,6 +29,8 @@ from ledger.evaluation import (
     Roots,
     StateDivergenceError,
     roots_key,
+    validator_set,
+    validators_hash_at,
 )
 from ledger.results import ResultCode
 from ledger.tx import Transaction
@@ -165,8 +168,10 @@ class Chain:
         self._head: tuple[int, bytes, int] = (
             head.height, head.block_hash, self._timestamp_of(head.height)
         )
-        # The state height the head block's header commits to (0 at genesis).
+        # The state height the head block's header commits to (0 at genesis), and the
+        # validator sets it names (ledger/certificate.py).
         self._named_state_height = self._state_height_named_by(head.height)
+        self._head_sets = self._sets_named_by(head.height)
 
     def storage_reopened(self) -> None:
         """The store was reopened after a failed write: read the head again (the failed
@@ -176,6 +181,35 @@ class Chain:
         assert head is not None
         self._head = (head.height, head.block_hash, self._timestamp_of(head.height))
         self._named_state_height = self._state_height_named_by(head.height)
+        self._head_sets = self._sets_named_by(head.height)
+
+    def _sets_named_by(self, height: int) -> tuple[bytes | None, bytes]:
+        """(the set that certifies block ``height``, the set it hands over to): at
+        genesis, none and the genesis set."""
+        block = self.block_by_height(height)
+        if block is None:
+            return None, validators_hash_at(self.state, 0)
+        return block.header.validators_hash, block.header.next_validators_hash
+
+    def head_validator_sets(self) -> tuple[bytes | None, bytes]:
+        """(hash of the set that certifies the head block, or None at genesis; hash of
+        the set the head hands over to, which certifies the next block)."""
+        return self._head_sets
+
+    def validator_set(self, set_hash: bytes) -> list[bytes]:
+        """The node keys of a validator set a header named."""
+        return validator_set(self.state, set_hash)
+
+    def certify_head(self, keys: Iterable[SigningKey]) -> Certificate | None:
+        """The head block's certificate signed by those of ``keys`` in its set (None at
+        genesis, or short of a majority): for tools and tests that play every validator
+        (bench-apply); a running node collects votes (node/certify.py)."""
+        height, head_hash, _ = self._head
+        certifying = self._head_sets[0]
+        if certifying is None:
+            return None
+        return certify(keys, chain_id=self.chain_id, height=height, block_hash=head_hash,
+                       members=self.validator_set(certifying))
 
     # ------------------------------------------------------------------ reading
 
@@ -270,9 +304,12 @@ class Chain:
 
     def _rejection(self, block: Block, raft_term: int, raft_index: int) -> str | None:
         height, head_hash, head_timestamp_ms = self._head
-        tip = ChainTip(height, head_hash, head_timestamp_ms, self.validator_keys())
+        certifying, next_set = self._head_sets
+        tip = ChainTip(height, head_hash, head_timestamp_ms, self.validator_keys(),
+                       certifying, next_set)
         return evaluation.rejection(block, raft_term=raft_term, raft_index=raft_index,
-                                    tip=tip, roots_at=self.roots)
+                                    tip=tip, roots_at=self.roots, state=self._apply_state,
+                                    chain_id=self.chain_id)
 
     def _stateless(self, block: Block, tx_ids: list[bytes]) -> tuple[list[Transaction | None],
                                                                      list[int]]:
@@ -314,6 +351,7 @@ class Chain:
         self._apply_state.written(outcome.writes)
         self._head = (header.height, block_hash, header.timestamp_ms)
         self._named_state_height = header.state_height
+        self._head_sets = (header.validators_hash, header.next_validators_hash)
         return AppliedBlock(block, tx_ids, outcome.codes, outcome.events,
                             outcome.validator_changes)
 
@@ -331,14 +369,19 @@ class Chain:
         raft_term: int,
         raft_index: int,
         previous_state_height: int,
+        validators_hash: bytes,
+        certificate: Certificate | None,
     ) -> Block:
         """The leader's proposal: committed to the roots of the height after the one its
         predecessor committed to (``previous_state_height``), or of the newest height this
         node applied if that is lower. One height at a time, so every height's state is
         named by some header: a node joining by state sync can check a snapshot of any
-        height (a pipelined leader naming only its newest applied height skipped some)."""
+        height (a pipelined leader naming only its newest applied height skipped some).
+        ``validators_hash``: the set the predecessor handed over to; ``certificate``: the
+        predecessor's (None for block 1)."""
         state_height = min(self.height, previous_state_height + 1)  # self.height once
         roots = self.roots(state_height)
+        next_validators_hash = validators_hash_at(self.state, state_height)
         return make_block(
             key,
             chain_id=self.chain_id,
@@ -351,6 +394,9 @@ class Chain:
             state_root=roots.state_root,
             raft_term=raft_term,
             raft_index=raft_index,
+            validators_hash=validators_hash,
+            next_validators_hash=next_validators_hash,
+            certificate=certificate,
         )
 
 

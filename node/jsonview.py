@@ -23,7 +23,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.block import Block, BlockHeader
 from ledger.codec import Struct
@@ -31,6 +31,9 @@ from ledger.errors import DecodeError, RemoteError
 from ledger.merkle import MerkleProof
 from ledger.results import ResultCode
 from ledger.tx import Transaction, decode_transaction
+
+if TYPE_CHECKING:
+    from node.api import CertifiedBlock
 
 # JSON numbers a client may send as integers: the canonical codec's unsigned range.
 JSON_INTEGER_MAX = 2**64 - 1
@@ -115,6 +118,13 @@ def header_view(header: BlockHeader) -> dict[str, Any]:
     return struct_view(header)
 
 
+def certified_view(found: CertifiedBlock) -> dict[str, Any]:
+    return {**struct_view(found.certificate),
+            "validators_hash": hex_bytes(found.validators_hash),
+            "validators": [hex_bytes(key) for key in found.validators],
+            "in_block": found.in_block}
+
+
 def proof_view(proof: MerkleProof) -> dict[str, Any]:
     return {
         "index": proof.index,
@@ -155,6 +165,7 @@ def block_view(block: Block, *, full: bool = False) -> dict[str, Any]:
         "header": header_view(header),
         "signature": hex_bytes(block.signature),
         "tx_ids": [hex_bytes(tx_id) for tx_id in block.tx_ids()],
+        "certificate": None if block.certificate is None else struct_view(block.certificate),
     }
     if full:
         view["txs"] = [

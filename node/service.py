@@ -38,10 +38,19 @@ from ledger.block import Block
 from ledger.errors import DecodeError, RemoteError
 from ledger.merkle import merkle_proof
 from node.admission import Admission
-from node.api import NodeStatus, PeerInfo, SubmitResult, TxLocation, TxResultEvent, TxStatus
+from node.api import (
+    CertifiedBlock,
+    NodeStatus,
+    PeerInfo,
+    SubmitResult,
+    TxLocation,
+    TxResultEvent,
+    TxStatus,
+)
 from node.applier import Applier
 from node.bootstrap import bootstrap_raft_log, make_driver, make_libp2p_transport, open_store
 from node.builder import Builder
+from node.certify import Certifier
 from node.chain import Chain
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig, trust_hash_bytes
@@ -158,9 +167,13 @@ class Node:
             clock=self.clock)
         self.forwarder = Forwarder(mempool=self.mempool, membership=self.membership,
                                    log=self.log, driver=driver, clock=self.clock)
+        self.certifier = Certifier(chain=chain, key=self.key,
+                                   log=self.log.bind(component="certify"),
+                                   on_certificate=lambda: self.builder.wake())
         self.builder = Builder(chain=chain, mempool=self.mempool, key=self.key,
                                config=self.config.block, log=self.log, metrics=self.metrics,
-                               driver=driver, clock=self.clock)
+                               driver=driver, certificate=self.certifier.certificate,
+                               clock=self.clock)
         self.applier = Applier(chain=chain, disk=self.disk, events=self.events, log=self.log,
                                metrics=self.metrics, driver=driver,
                                restore=lambda item: self.follower.restore_snapshot(item))
@@ -186,7 +199,8 @@ class Node:
                              chain=chain, follower=self.follower, disk=self.disk,
                              driver=driver, is_validator=lambda: self.is_validator)
         self.admission.on_admitted += [self.builder.wake, self.forwarder.wake]
-        for listener in (self.builder.on_applied, self.admission.on_applied,
+        for listener in (self.certifier.on_applied, self.builder.on_applied,
+                         self.admission.on_applied,
                          self.forwarder.on_applied, self._on_applied, self.feeds.on_applied,
                          self.membership.on_applied, self.follower.on_applied,
                          self.probes.on_applied):
@@ -219,6 +233,7 @@ class Node:
         self.admission.attach(self.transport)
         self.forwarder.attach(self.transport)
         self.follower.attach(self.transport)
+        self.certifier.attach(self.transport)
         send_channel, receive_channel = trio.open_memory_channel[ApplyItem](
             APPLY_QUEUE_ENTRIES_MAX)
         self._nursery = nursery
@@ -227,7 +242,7 @@ class Node:
             await self._start_consensus()
         await nursery.start(self.applier.run, receive_channel)
         for service in (self.follower, self.admission, self.forwarder, self.membership,
-                        self.state_snapshots):
+                        self.state_snapshots, self.certifier):
             await nursery.start(service.run)
         if self.pruner is not None:
             await nursery.start(self.pruner.run)
@@ -441,6 +456,25 @@ class Node:
         if tx_id in self.mempool:
             return TxStatus(tx_id, "pending")
         return TxStatus(tx_id, "unknown")
+
+    def certificate(self, height: int) -> CertifiedBlock | None:
+        chain = self._chain()
+        if height < 1 or height > chain.height:
+            return None
+        block = chain.block_by_height(height)
+        assert block is not None, "blocks are held from the oldest held one to the head"
+        if height < chain.height:
+            following = chain.block_by_height(height + 1)
+            assert following is not None and following.certificate is not None
+            certificate, in_block = following.certificate, height + 1
+        else:
+            pending = self.certifier.certificate(height, block.hash)
+            if pending is None:
+                return None
+            certificate, in_block = pending, None
+        set_hash = block.header.validators_hash
+        return CertifiedBlock(certificate, set_hash, tuple(chain.validator_set(set_hash)),
+                              in_block)
 
     def roots(self, height: int) -> tuple[bytes, bytes] | None:
         chain = self._chain()

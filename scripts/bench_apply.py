@@ -104,7 +104,9 @@ class Bench:
             KEYS[0], list(txs), height=height + 1, previous_hash=head_hash,
             previous_timestamp_ms=timestamp_ms, now_ms=timestamp_ms + BLOCK_INTERVAL_MS,
             raft_term=1, raft_index=self.index,
-        previous_state_height=self.chain.named_state_height())
+        previous_state_height=self.chain.named_state_height(),
+            validators_hash=self.chain.head_validator_sets()[1],
+            certificate=self.chain.certify_head(KEYS))
         entry = Entry(1, self.index, EntryType.NORMAL, block.encode())
         started = time.perf_counter()
         result = self.chain.apply_entry(entry)

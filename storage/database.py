@@ -44,7 +44,9 @@ from storage.errors import (
 #      (ledger.app.layout.STATE_LAYOUT_VERSION 2).
 #   3: state layout 3: the state commitment's accumulator and the committed tx ids in the
 #      state (ledger/evaluation.py), state roots of another meaning.
-SCHEMA_VERSION = 3
+#   4: state layout 4: validator sets in the state, blocks of version 2 (quorum
+#      certificates, ledger/certificate.py).
+SCHEMA_VERSION = 4
 
 DATABASE_DIRECTORY_NAME = "ledger.db"
 

@@ -48,6 +48,12 @@ def signing_key(label: str) -> SigningKey:
     return SigningKey(derive_seed(SEED, "sign/" + label))
 
 
+def node_keys() -> list[SigningKey]:
+    """The node keys of the worlds' members: a test that plays every validator signs each
+    block's certificate with them (ledger/certificate.py)."""
+    return [signing_key("node/" + org_id) for org_id, _, _ in MEMBERS]
+
+
 def member_genesis(
     members: tuple[tuple[str, b.MemberKind, bool], ...] = MEMBERS,
     parameters: Parameters | None = None,

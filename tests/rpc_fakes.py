@@ -15,6 +15,7 @@ import trio_websocket
 from factories import CHAIN_ID, signed
 
 from ledger.block import ZERO_HASH, Block, make_block
+from ledger.certificate import certify, validators_hash
 from ledger.crypto import SigningKey
 from ledger.merkle import EMPTY_ROOT, merkle_proof
 from ledger.results import ResultCode
@@ -22,6 +23,7 @@ from ledger.tx import Transaction
 from ledger.txtypes import TxType
 from ledger.validation import check_transaction
 from node.api import (
+    CertifiedBlock,
     NodeStatus,
     PeerInfo,
     SubmitResult,
@@ -83,10 +85,15 @@ class FakeNode:
     def commit(self, raws: Sequence[bytes], codes: Sequence[int] | None = None) -> Block:
         height = len(self.blocks) + 1
         previous = self.blocks[-1].hash if self.blocks else ZERO_HASH
+        members = [PROPOSER.public_key]
         block = make_block(
             PROPOSER, chain_id=self.chain_id, height=height, previous_hash=previous,
             timestamp_ms=1_700_000_000_000 + height, txs=raws, state_height=height - 1,
             results_root=EMPTY_ROOT, state_root=ZERO_HASH, raft_term=2, raft_index=height + 1,
+            validators_hash=validators_hash(members), next_validators_hash=validators_hash(members),
+            certificate=None if height == 1 else certify(
+                [PROPOSER], chain_id=self.chain_id, height=height - 1, block_hash=previous,
+                members=members),
         )
         codes = list(codes) if codes is not None else [0] * len(raws)
         self.blocks.append(block)
@@ -141,6 +148,14 @@ class FakeNode:
 
     def roots(self, height: int) -> tuple[bytes, bytes] | None:
         return (EMPTY_ROOT, ZERO_HASH) if height <= len(self.blocks) else None
+
+    def certificate(self, height: int) -> CertifiedBlock | None:
+        if not 1 <= height < len(self.blocks):
+            return None
+        certificate = self.blocks[height].certificate
+        assert certificate is not None
+        members = (PROPOSER.public_key,)
+        return CertifiedBlock(certificate, validators_hash(members), members, height + 1)
 
     async def snapshot_begin(self) -> SnapshotOpened:
         raise SnapshotUnavailableError("this fake node holds no store to snapshot")

@@ -6,6 +6,7 @@ import pytest
 from factories import CHAIN_ID, signed
 
 from ledger.block import ZERO_HASH, Block, decode_block, make_block, results_root, tx_root
+from ledger.certificate import validators_hash
 from ledger.codec import encode_tree
 from ledger.crypto import DOMAIN_TX, SigningKey
 from ledger.errors import DecodeError
@@ -13,13 +14,15 @@ from ledger.merkle import EMPTY_ROOT, merkle_proof, verify_proof
 from ledger.txtypes import TxType
 
 KEY = SigningKey(bytes([9]) * 32)
+SETS = validators_hash([KEY.public_key])
 
 
 def _block(txs: list[bytes], chain_id: str = CHAIN_ID) -> Block:
     return make_block(
         KEY, chain_id=chain_id, height=1, previous_hash=ZERO_HASH, timestamp_ms=1_000,
         txs=txs, state_height=0, results_root=EMPTY_ROOT, state_root=ZERO_HASH,
-        raft_term=1, raft_index=2,
+        raft_term=1, raft_index=2, validators_hash=SETS, next_validators_hash=SETS,
+        certificate=None,
     )
 
 

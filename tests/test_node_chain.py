@@ -34,7 +34,8 @@ def _build(chain: Chain, index: int) -> bytes:
     block = chain.build_block(KEYS[0], [], height=height + 1, previous_hash=head_hash,
                               previous_timestamp_ms=timestamp_ms, now_ms=timestamp_ms + 1,
                               raft_term=1, raft_index=index,
-        previous_state_height=chain.named_state_height())
+        previous_state_height=chain.named_state_height(),
+        validators_hash=chain.head_validator_sets()[1], certificate=chain.certify_head(KEYS))
     return block.encode()
 
 

@@ -5,11 +5,13 @@ chain keeps committing throughout. Real processes on 127.0.0.1."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from certificate_checks import check_certified_chain
 from node_harness import NodeProcess, dump_logs, network, wait_for
 from test_node_integration import CHAIN_ID, TxFactory, committed_on, submit, wait_ready
 
@@ -133,6 +135,17 @@ def test_validator_voted_in_then_out_while_the_chain_commits(tmp_path: Path) -> 
             stop.set()
             worker.join(timeout=10)
         assert len(heights) > 20
+        # Every block carries its predecessor's certificate by the set in force, and the
+        # set followed the changes: hospital-b's node signs nothing after it left.
+        genesis = json.loads((node0.directory / "genesis.json").read_text())
+        original = [bytes.fromhex(member["node_key"].removeprefix("0x"))
+                    for member in genesis["members"] if member.get("validator")]
+        sets = check_certified_chain(node0, genesis["chain_id"], original)
+        keys = [keys for _, keys in sets]
+        hospital_b_node = bytes.fromhex(node1.node.public_key)
+        newcomer_node = bytes.fromhex(newcomer.node.public_key)
+        assert any(newcomer_node in members for members in keys), sets
+        assert hospital_b_node in keys[0] and hospital_b_node not in keys[-1], sets
         stalled = 0.0
         longest = 0.0
         for earlier, later in itertools.pairwise(heights):

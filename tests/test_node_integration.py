@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from certificate_checks import check_certified_chain
 from node_harness import ROOT, NodeProcess, dump_logs, leader_of, network, wait_for
 
 from ledger.bodies import PartyKind, RegisterParty
@@ -101,6 +102,15 @@ def test_tx_at_follower_and_observer_commits_everywhere_with_proofs(tmp_path: Pa
         # the same chain everywhere
         height = min(p.call("chain_head")["height"] for p in processes)
         assert len({tuple(chain_hashes(p, height)) for p in processes}) == 1
+        # every block from height 2 carries its predecessor's certificate, signed by a
+        # majority of the validators (checked on the observer's copy, client-side)
+        validators = [bytes.fromhex(p.node.public_key) for p in processes[:3]]
+        assert check_certified_chain(observer, CHAIN_ID, validators) == [
+            (1, sorted(validators))]
+        head = leader.call("chain_head")["height"]
+        pending = wait_for(lambda: leader.try_call("chain_getCertificate", {"height": head}),
+                           timeout_s=10, what="the head's certificate from the votes")
+        assert pending["in_block"] is None and len(pending["signatures"]) >= 2
     # Every line each node logged is JSON and names the node (an operator greps one
     # node's lines out of a shared log; libp2p's own warnings included).
     for process in processes:

@@ -100,7 +100,9 @@ class SourceChain:
         block = self.chain.build_block(
             VALIDATOR, txs, height=height + 1, previous_hash=head_hash,
             previous_timestamp_ms=timestamp_ms, now_ms=timestamp_ms + 1000, raft_term=1,
-            raft_index=self.raft_index, previous_state_height=self.chain.named_state_height())
+            raft_index=self.raft_index, previous_state_height=self.chain.named_state_height(),
+            validators_hash=self.chain.head_validator_sets()[1],
+            certificate=self.chain.certify_head([VALIDATOR]))
         data = block.encode()
         result = self.chain.apply_entry(Entry(1, self.raft_index, EntryType.NORMAL, data))
         assert result.applied is not None, result.skipped_reason

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from app_world import clinic_world, signing_key
+from app_world import clinic_world, node_keys, signing_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,7 +69,9 @@ def _apply(chain: Chain, proposer: object, raws: tuple[bytes, ...], index: int,
                               height=height + 1, previous_hash=head_hash,
                               previous_timestamp_ms=head_ms, now_ms=timestamp_ms,
                               raft_term=1, raft_index=index,
-        previous_state_height=chain.named_state_height())
+        previous_state_height=chain.named_state_height(),
+        validators_hash=chain.head_validator_sets()[1],
+        certificate=chain.certify_head(node_keys()))
     result = chain.apply_entry(Entry(1, index, EntryType.NORMAL, block.encode()))
     assert result.applied is not None, result
     return list(result.applied.codes)

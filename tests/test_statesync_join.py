@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 import trio
-from app_world import clinic_world, signing_key
+from app_world import clinic_world, node_keys, signing_key
 
 from consensus.types import Entry, EntryType
 from ledger.app import Genesis
@@ -62,7 +62,9 @@ def _append(chain: Chain, proposer: Any, txs: list[Any], *, now_ms: int,
     block = chain.build_block(proposer, txs, height=height + 1, previous_hash=head_hash,
                               previous_timestamp_ms=head_ms, now_ms=now_ms, raft_term=1,
                               raft_index=raft_index,
-                              previous_state_height=chain.named_state_height())
+                              previous_state_height=chain.named_state_height(),
+                              validators_hash=chain.head_validator_sets()[1],
+                              certificate=chain.certify_head(node_keys()))
     result = chain.apply_entry(Entry(1, raft_index, EntryType.NORMAL, block.encode()))
     assert result.applied is not None
     return result

@@ -79,7 +79,11 @@ from __future__ import annotations
 #   1: the first layout.  2: consent-live / consent-deny / consent-count.
 #   3: the state root commits to the whole state (ledger/commitment.py) and committed tx
 #      ids are state (ledger.evaluation.TX_SEEN_PREFIX), so a verified state suffices.
-STATE_LAYOUT_VERSION = 3
+#   4: each height's validator set hash and every validator set are state
+#      (ledger.evaluation.VALIDATORS_AT_PREFIX, VALIDATOR_SET_PREFIX), and blocks are of
+#      version 2 (ledger/certificate.py: headers name validator sets, blocks carry their
+#      predecessor's quorum certificate).
+STATE_LAYOUT_VERSION = 4
 
 SEPARATOR = b"\x00"
 

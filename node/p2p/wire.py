@@ -40,6 +40,11 @@ def topic_txs(chain_id: str) -> str:
     return f"/medledger/{chain_id}/txs/1"
 
 
+def topic_votes(chain_id: str) -> str:
+    """The gossip topic of a chain's validator votes (ledger/certificate.py)."""
+    return f"/medledger/{chain_id}/votes/1"
+
+
 class RequestKind(enum.IntEnum):
     GET_HEAD = 1
     GET_BLOCKS = 2

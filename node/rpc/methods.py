@@ -13,6 +13,7 @@ from ledger.crypto import HASH_SIZE
 from node.api import SubmitResult
 from node.jsonview import (
     block_view,
+    certified_view,
     hex_bytes,
     proof_view,
     raw_transaction_view,
@@ -150,6 +151,18 @@ async def chain_get_tx(call: CallContext, params: dict[str, Any]) -> Any:
         "tx_root": hex_bytes(header.tx_root),
         "proof": proof_view(location.proof),
     }
+
+
+async def chain_get_certificate(call: CallContext, params: dict[str, Any]) -> Any:
+    height = params["height"]
+    try:
+        found = call.node.certificate(height)
+    except BlockPrunedError as error:
+        raise pruned(error) from None
+    if found is None:
+        raise NotFound(f"Not found: no certificate of block {height} (not applied yet, or "
+                       "its validators' votes are still arriving)")
+    return certified_view(found)
 
 
 async def chain_get_roots(call: CallContext, params: dict[str, Any]) -> Any:
@@ -362,6 +375,17 @@ def _chain_methods(limits_tx_filter_ids_max: int) -> list[MethodSpec]:
             ResultSpec("tx", "{tx_id, raw, tx, height, position, code, code_name, "
                        "block_hash, tx_root, proof}", OBJECT),
             params=(ParamSpec("tx_id", HASH, "SHA-256 of the raw tx"),),
+            errors=(NotFound, Pruned),
+        ),
+        MethodSpec(
+            "chain_getCertificate", "The quorum certificate of a block: the signatures of "
+            "a majority of the validator set its header names (validators_hash, with the "
+            "set's keys), and the block that carries it (in_block; null for the head's, "
+            "this node's collection of votes so far).",
+            chain_get_certificate,
+            ResultSpec("certificate", "{height, block_hash, signatures: [{validator, "
+                       "signature}], validators_hash, validators, in_block}", OBJECT),
+            params=(ParamSpec("height", NonNegativeInt(), "an applied height"),),
             errors=(NotFound, Pruned),
         ),
         MethodSpec(

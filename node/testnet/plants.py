@@ -64,7 +64,9 @@ def _install_apply_twice() -> None:
             previous_hash=block.hash, timestamp_ms=header.timestamp_ms + 1,
             txs=list(block.txs), state_height=header.state_height,
             results_root=header.results_root, state_root=header.state_root,
-            raft_term=header.raft_term, raft_index=header.raft_index + 1)
+            raft_term=header.raft_term, raft_index=header.raft_index + 1,
+            validators_hash=header.next_validators_hash,
+            next_validators_hash=header.next_validators_hash, certificate=None)
         return result
 
     Chain.apply_entry = apply_entry_twice  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from factories import CHAIN_ID, signed
 
 from ledger.block import ZERO_HASH, Block, decode_block, make_block
+from ledger.certificate import certify, validators_hash
 from ledger.codec import decode
 from ledger.crypto import SigningKey
 from ledger.errors import DecodeError
@@ -36,10 +37,15 @@ def one_input(data: bytes) -> None:
 
 
 def sample_block(txs: list[bytes], *, height: int = 1) -> Block:
+    members = [PROPOSER.public_key]
     return make_block(
         PROPOSER, chain_id=CHAIN_ID, height=height, previous_hash=ZERO_HASH,
         timestamp_ms=1_700_000_000_000 + height, txs=txs, state_height=height - 1,
         results_root=EMPTY_ROOT, state_root=ZERO_HASH, raft_term=2, raft_index=height + 1,
+        validators_hash=validators_hash(members), next_validators_hash=validators_hash(members),
+        certificate=None if height == 1 else certify(
+            [PROPOSER], chain_id=CHAIN_ID, height=height - 1, block_hash=ZERO_HASH,
+            members=members),
     )
 
 
@@ -51,6 +57,7 @@ def seeds() -> dict[str, bytes]:
         "block-other-chain": make_block(
             PROPOSER, chain_id="other-chain", height=1, previous_hash=ZERO_HASH,
             timestamp_ms=1, txs=[], state_height=0, results_root=EMPTY_ROOT,
-            state_root=ZERO_HASH, raft_term=1, raft_index=1).encode(),
+            state_root=ZERO_HASH, raft_term=1, raft_index=1, validators_hash=ZERO_HASH,
+            next_validators_hash=ZERO_HASH, certificate=None).encode(),
         "fixarray3": b"\x93\x9d\xc4\x00\x90",
     }
