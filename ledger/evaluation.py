@@ -70,6 +70,9 @@ ACCUMULATOR_KEY = b"\xffnode/accumulator"
 # its next set, and the members a certificate is checked against.
 VALIDATORS_AT_PREFIX = b"\xffnode/validators-at/"
 VALIDATOR_SET_PREFIX = b"\xffnode/validator-set/"
+# The heights whose validator set differs from the previous height's (and 0), valued with
+# the new set's hash: where a verifier's chain of set handovers starts looking.
+VALIDATOR_CHANGE_PREFIX = b"\xffnode/validator-change/"
 _MEMBER_PREFIX = table_prefix(MEMBER)
 
 
@@ -91,6 +94,10 @@ def tx_seen_key(tx_id: bytes) -> bytes:
 
 def validators_at_key(height: int) -> bytes:
     return VALIDATORS_AT_PREFIX + height.to_bytes(8, "big")
+
+
+def validator_change_key(height: int) -> bytes:
+    return VALIDATOR_CHANGE_PREFIX + height.to_bytes(8, "big")
 
 
 def validator_set_key(set_hash: bytes) -> bytes:
@@ -135,14 +142,18 @@ class _Overlay:
 
 
 def validator_set_writes(height: int, node_keys: Iterable[bytes],
-                         known: Callable[[bytes], bool]) -> dict[bytes, bytes]:
+                         known: Callable[[bytes], bool],
+                         previous: bytes | None) -> dict[bytes, bytes]:
     """The state entries recording ``node_keys`` as the validator set of ``height``
-    (and the set itself, unless ``known`` says the state holds it already)."""
+    (the set itself, unless ``known`` says the state holds it already; a change entry
+    when it is not ``previous``, the set of ``height - 1``)."""
     keys = list(node_keys)
     set_hash = validators_hash(keys)
     writes = {validators_at_key(height): set_hash}
     if not known(set_hash):
         writes[validator_set_key(set_hash)] = encode_validator_set(keys)
+    if set_hash != previous:
+        writes[validator_change_key(height)] = set_hash
     return writes
 
 
@@ -174,7 +185,8 @@ def genesis_state(writes: dict[bytes, bytes]) -> dict[bytes, bytes]:
     to the genesis file, and so to this state)."""
     state = dict(writes)
     state.update(validator_set_writes(
-        0, application.validator_node_keys(_DictReader(writes)), lambda set_hash: False))
+        0, application.validator_node_keys(_DictReader(writes)), lambda set_hash: False,
+        None))
     state[ACCUMULATOR_KEY] = encode_accumulator(accumulator_of(committed_items(
         state.items(), 0)))
     return state
@@ -308,7 +320,8 @@ def evaluate_block(block: Block, tx_ids: Sequence[bytes], checked: Sequence[Tran
     if any(key.startswith(_MEMBER_PREFIX) for key in outcome.writes):
         node_keys = application.validator_node_keys(_Overlay(state, writes))
         writes.update(validator_set_writes(
-            height, node_keys, lambda set_hash: get(validator_set_key(set_hash)) is not None))
+            height, node_keys, lambda set_hash: get(validator_set_key(set_hash)) is not None,
+            validators_hash_at(state, height - 1)))
     else:
         writes[validators_at_key(height)] = validators_hash_at(state, height - 1)
     # The commitment: each written item's hash in, the one it replaces out; the roots of

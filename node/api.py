@@ -45,6 +45,15 @@ class CertifiedBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class Handover:
+    """A block whose header names another set for its successor than its own."""
+
+    block: Block
+    certificate: Certificate
+    validators: tuple[bytes, ...]  # the keys of the set it hands over to
+
+
+@dataclass(frozen=True, slots=True)
 class TxLocation:
     """A committed tx: its block, position, result, and a proof against the header."""
 
@@ -134,6 +143,12 @@ class NodeAPI(Protocol):
     def roots(self, height: int) -> tuple[bytes, bytes] | None:
         """(results root, state root) of an applied height (the state holds them for every
         height, also below a restored snapshot's), or None above the head."""
+        ...
+
+    def validator_handovers(self, up_to_height: int) -> list[Handover]:
+        """Every block up to ``up_to_height`` that hands over to another validator set,
+        with its certificate and the new set's keys, in height order (what a verifier
+        follows from genesis). BlockPrunedError as for blocks."""
         ...
 
     def certificate(self, height: int) -> CertifiedBlock | None:

@@ -24,6 +24,7 @@ from ledger.crypto import SigningKey
 from ledger.errors import DecodeError
 from ledger.evaluation import (
     GENESIS_ROOTS,
+    VALIDATOR_CHANGE_PREFIX,
     BlockRejectedError,
     ChainTip,
     Roots,
@@ -81,6 +82,9 @@ class StoreStateReader:
                 return
             start = page.next_key
 
+
+# Validator-set changes listed at most (each takes a passed governance proposal).
+VALIDATOR_CHANGES_MAX = 100_000
 
 # State values the apply path keeps in memory (the hot set of a consortium's state: keys,
 # nonces, parties, consents in use); about 100 MB at the largest typical value sizes.
@@ -199,6 +203,13 @@ class Chain:
     def validator_set(self, set_hash: bytes) -> list[bytes]:
         """The node keys of a validator set a header named."""
         return validator_set(self.state, set_hash)
+
+    def validator_changes(self) -> list[tuple[int, bytes]]:
+        """(height, hash of the new set) of every height whose validator set differs
+        from the previous height's, genesis (0) first."""
+        return [(int.from_bytes(key[len(VALIDATOR_CHANGE_PREFIX):], "big"), value)
+                for key, value in self.state.iterate(VALIDATOR_CHANGE_PREFIX,
+                                                     limit=VALIDATOR_CHANGES_MAX)]
 
     def certify_head(self, keys: Iterable[SigningKey]) -> Certificate | None:
         """The head block's certificate signed by those of ``keys`` in its set (None at

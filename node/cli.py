@@ -12,6 +12,8 @@
     medledger simulate ...                the deterministic cluster simulator
     medledger demo --rpc URL              the healthcare story against a running devnet
     medledger disclosures --patient ID    a patient's accounting of disclosures (HIPAA)
+    medledger proof tx TX_ID -o FILE      a tx's proof against certified headers
+    medledger verify FILE --genesis F     check a proof offline, against the genesis file
     medledger loadtest ...                the load generator (see `medledger loadtest -h`)
     medledger testnet ...                 a chaos testnet in network namespaces (root)
 """
@@ -239,6 +241,22 @@ def _add_tool_commands(commands: Any) -> None:
 
     _add_disclosures_command(commands)
 
+    proof = commands.add_parser("proof", help="write a proof a patient can check offline")
+    proof_kinds = proof.add_subparsers(dest="proof_kind", required=True)
+    proof_tx = proof_kinds.add_parser(
+        "tx", help="a tx's inclusion in a block certified by the validators in force")
+    proof_tx.add_argument("tx_id", metavar="TX_ID")
+    proof_tx.add_argument("--rpc", default=DEFAULT_RPC, metavar="URL")
+    proof_tx.add_argument("-o", "--output", required=True, metavar="FILE")
+    proof_tx.add_argument("--force", action="store_true", help="overwrite FILE")
+    proof_tx.set_defaults(handler=_bad_input_exits_2(_proof_tx))
+
+    verify = commands.add_parser(
+        "verify", help="check a proof file against the genesis file alone (no node)")
+    verify.add_argument("file", metavar="FILE")
+    verify.add_argument("--genesis", required=True, metavar="genesis.json")
+    verify.set_defaults(handler=_bad_input_exits_2(_verify))
+
     testnet = commands.add_parser("testnet", help="chaos testnet in network namespaces (root)")
     testnet.add_argument("--validators", type=int, default=3)
     testnet.add_argument("--observers", type=int, default=1)
@@ -305,6 +323,27 @@ def _bad_input_exits_2(handler: Callable[[argparse.Namespace], int]
             return EXIT_BAD_INPUT
 
     return checked
+
+
+def _proof_tx(args: argparse.Namespace) -> int:
+    from node.tools.proofs import write_tx_proof
+
+    print(json.dumps(write_tx_proof(args.rpc, args.tx_id, Path(args.output),
+                                    force=args.force), indent=2))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Exit 0 and say what is proven; exit 1 naming the check that failed."""
+    from node.tools.proofs import ProofError, verify_file
+
+    try:
+        proven = verify_file(Path(args.file), Path(args.genesis))
+    except ProofError as error:
+        print(f"medledger: the proof does not hold: {error}", file=sys.stderr)
+        return 1
+    print(proven.statement())
+    return 0
 
 
 def _keygen(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from ledger.results import ResultCode
 from ledger.tx import Transaction, decode_transaction
 
 if TYPE_CHECKING:
-    from node.api import CertifiedBlock
+    from node.api import CertifiedBlock, Handover
 
 # JSON numbers a client may send as integers: the canonical codec's unsigned range.
 JSON_INTEGER_MAX = 2**64 - 1
@@ -118,8 +118,17 @@ def header_view(header: BlockHeader) -> dict[str, Any]:
     return struct_view(header)
 
 
+def handover_view(handover: Handover) -> dict[str, Any]:
+    header = handover.block.header
+    return {"height": header.height, "hash": hex_bytes(handover.block.hash),
+            "header_raw": hex_bytes(header.encode()),
+            "certificate_raw": hex_bytes(handover.certificate.encode()),
+            "validators_hash": hex_bytes(header.next_validators_hash),
+            "validators": [hex_bytes(key) for key in handover.validators]}
+
+
 def certified_view(found: CertifiedBlock) -> dict[str, Any]:
-    return {**struct_view(found.certificate),
+    return {**struct_view(found.certificate), "raw": hex_bytes(found.certificate.encode()),
             "validators_hash": hex_bytes(found.validators_hash),
             "validators": [hex_bytes(key) for key in found.validators],
             "in_block": found.in_block}
@@ -163,6 +172,7 @@ def block_view(block: Block, *, full: bool = False) -> dict[str, Any]:
         "hash": hex_bytes(block.hash),
         "height": header.height,
         "header": header_view(header),
+        "header_raw": hex_bytes(header.encode()),  # what the hash and certificate cover
         "signature": hex_bytes(block.signature),
         "tx_ids": [hex_bytes(tx_id) for tx_id in block.tx_ids()],
         "certificate": None if block.certificate is None else struct_view(block.certificate),

@@ -40,6 +40,7 @@ from ledger.merkle import merkle_proof
 from node.admission import Admission
 from node.api import (
     CertifiedBlock,
+    Handover,
     NodeStatus,
     PeerInfo,
     SubmitResult,
@@ -456,6 +457,28 @@ class Node:
         if tx_id in self.mempool:
             return TxStatus(tx_id, "pending")
         return TxStatus(tx_id, "unknown")
+
+    def validator_handovers(self, up_to_height: int) -> list[Handover]:
+        chain = self._chain()
+        handovers: list[Handover] = []
+        for change_height, set_hash in chain.validator_changes():
+            if change_height == 0:
+                continue  # the genesis set
+            if change_height >= min(up_to_height, chain.height):
+                break
+            # The first header naming the new set as its successor's: the one naming
+            # that state (headers name state heights one at a time, a few behind).
+            for height in range(change_height + 1, min(up_to_height, chain.height) + 1):
+                block = chain.block_by_height(height)
+                assert block is not None
+                if block.header.next_validators_hash == set_hash:
+                    certified = self.certificate(height)
+                    if certified is None:
+                        return handovers  # its certificate is still being voted
+                    handovers.append(Handover(block, certified.certificate,
+                                              tuple(chain.validator_set(set_hash))))
+                    break
+        return handovers
 
     def certificate(self, height: int) -> CertifiedBlock | None:
         chain = self._chain()

@@ -24,6 +24,7 @@ from ledger.txtypes import TxType
 from ledger.validation import check_transaction
 from node.api import (
     CertifiedBlock,
+    Handover,
     NodeStatus,
     PeerInfo,
     SubmitResult,
@@ -148,6 +149,9 @@ class FakeNode:
 
     def roots(self, height: int) -> tuple[bytes, bytes] | None:
         return (EMPTY_ROOT, ZERO_HASH) if height <= len(self.blocks) else None
+
+    def validator_handovers(self, up_to_height: int) -> list[Handover]:
+        return []  # one validator, never changed
 
     def certificate(self, height: int) -> CertifiedBlock | None:
         if not 1 <= height < len(self.blocks):

@@ -4,25 +4,31 @@ chain keeps committing throughout. Real processes on 127.0.0.1."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from certificate_checks import check_certified_chain
-from node_harness import NodeProcess, dump_logs, network, wait_for
+from node_harness import ROOT, NodeProcess, dump_logs, network, wait_for
 from test_node_integration import CHAIN_ID, TxFactory, committed_on, submit, wait_ready
 
+from ledger.block import BlockHeader
 from ledger.bodies import MemberKind, ProposalAction, ProposeMember, Vote
-from ledger.codec import Struct
+from ledger.certificate import certify
+from ledger.codec import Struct, decode
 from ledger.crypto import SigningKey
 from ledger.results import ResultCode
 from ledger.sdk.devnet import devnet_admin_key
 from ledger.tx import sign_transaction
 from ledger.txtypes import TxType
-from node.keys import raft_node_id
+from node.keys import raft_node_id, read_key_file
 
 pytestmark = pytest.mark.slow
 CLINIC_ADMIN = SigningKey(bytes([77]) * 32)
@@ -146,6 +152,7 @@ def test_validator_voted_in_then_out_while_the_chain_commits(tmp_path: Path) -> 
         newcomer_node = bytes.fromhex(newcomer.node.public_key)
         assert any(newcomer_node in members for members in keys), sets
         assert hospital_b_node in keys[0] and hospital_b_node not in keys[-1], sets
+        _prove_offline(tmp_path, node0, after, processes)
         stalled = 0.0
         longest = 0.0
         for earlier, later in itertools.pairwise(heights):
@@ -153,3 +160,62 @@ def test_validator_voted_in_then_out_while_the_chain_commits(tmp_path: Path) -> 
             longest = max(longest, stalled)
         print(f"GOVERNANCE: longest commit stall {longest:.2f} s over {len(heights)} samples")
         assert longest < STALL_SECONDS_MAX, longest
+
+
+def _prove_offline(tmp_path: Path, node: NodeProcess, tx_id: str,
+                   processes: list[NodeProcess]) -> None:
+    """`medledger proof tx` on a tx committed after a member was voted in and another
+    out; `medledger verify` checks it against the genesis file alone, and names the check
+    that fails for a proof with a handover left out, a certificate signed with a removed
+    validator's key, an altered header, or another tx."""
+    genesis = node.directory / "genesis.json"
+    proof = tmp_path / "tx-proof.json"
+
+    def cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "node.cli", *arguments], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    made = cli("proof", "tx", tx_id, "--rpc", node.node.rpc_url, "-o", str(proof))
+    assert made.returncode == 0, made.stderr
+    verified = cli("verify", str(proof), "--genesis", str(genesis))
+    assert verified.returncode == 0, verified.stderr
+    assert "Proven: transaction " + tx_id in verified.stdout
+    assert "2 validator-set changes" in verified.stdout, verified.stdout
+    document = json.loads(proof.read_text())
+    height = decode(BlockHeader, bytes.fromhex(document["block"]["header"][2:]),
+                    size_bytes_max=4096).height
+    old_keys = [read_key_file(p.directory / p.node.name / "node.key") for p in processes[:3]]
+    old_members = [key.public_key for key in old_keys]
+    target_hash = hashlib.sha256(bytes.fromhex(document["block"]["header"][2:])).digest()
+    removed_signed = certify(old_keys, chain_id=document["chain_id"], height=height,
+                             block_hash=target_hash, members=old_members)
+    assert removed_signed is not None
+    altered_header = bytearray.fromhex(document["block"]["header"][2:])
+    altered_header[-40] ^= 1  # a byte of the header's hashes: it decodes, it is not signed
+
+    def without_a_handover(doc: dict[str, Any]) -> None:
+        del doc["handovers"][0]
+
+    def signed_with_a_removed_key(doc: dict[str, Any]) -> None:
+        doc["block"]["certificate"] = "0x" + removed_signed.encode().hex()
+
+    def altered(doc: dict[str, Any]) -> None:
+        doc["block"]["header"] = "0x" + altered_header.hex()
+
+    def another_tx(doc: dict[str, Any]) -> None:
+        raw = bytearray.fromhex(doc["tx"]["raw"][2:])
+        raw[-1] ^= 1
+        doc["tx"]["raw"] = "0x" + raw.hex()
+
+    for tamper, expected in ((without_a_handover, "a validator-set change is missing"),
+                             (signed_with_a_removed_key, "not a validator of the set"),
+                             (altered, "is not certified by the validators in force"),
+                             (another_tx, "")):
+        doc = json.loads(proof.read_text())
+        tamper(doc)
+        bad = tmp_path / f"{tamper.__name__}.json"
+        bad.write_text(json.dumps(doc))
+        refused = cli("verify", str(bad), "--genesis", str(genesis))
+        assert refused.returncode == 1, (tamper.__name__, refused.stdout, refused.stderr)
+        assert "the proof does not hold: " in refused.stderr
+        assert expected in refused.stderr, (tamper.__name__, refused.stderr)

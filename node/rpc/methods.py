@@ -14,6 +14,7 @@ from node.api import SubmitResult
 from node.jsonview import (
     block_view,
     certified_view,
+    handover_view,
     hex_bytes,
     proof_view,
     raw_transaction_view,
@@ -163,6 +164,14 @@ async def chain_get_certificate(call: CallContext, params: dict[str, Any]) -> An
         raise NotFound(f"Not found: no certificate of block {height} (not applied yet, or "
                        "its validators' votes are still arriving)")
     return certified_view(found)
+
+
+async def chain_get_handovers(call: CallContext, params: dict[str, Any]) -> Any:
+    try:
+        found = call.node.validator_handovers(params["to_height"])
+    except BlockPrunedError as error:
+        raise pruned(error) from None
+    return [handover_view(handover) for handover in found]
 
 
 async def chain_get_roots(call: CallContext, params: dict[str, Any]) -> Any:
@@ -387,6 +396,17 @@ def _chain_methods(limits_tx_filter_ids_max: int) -> list[MethodSpec]:
                        "signature}], validators_hash, validators, in_block}", OBJECT),
             params=(ParamSpec("height", NonNegativeInt(), "an applied height"),),
             errors=(NotFound, Pruned),
+        ),
+        MethodSpec(
+            "chain_getHandovers", "Every block up to to_height whose header hands over to "
+            "another validator set (next_validators_hash), with its certificate and the "
+            "new set's keys, in height order: what `medledger verify` follows from the "
+            "genesis set.",
+            chain_get_handovers,
+            ResultSpec("handovers", "[{height, hash, header_raw, certificate_raw, "
+                       "validators_hash, validators}]", {"type": "array"}),
+            params=(ParamSpec("to_height", NonNegativeInt(), "the highest block to look at"),),
+            errors=(Pruned,),
         ),
         MethodSpec(
             "chain_getRoots", "The results root and state root of an applied height, as "
