@@ -61,6 +61,7 @@ class BlockHeader(Struct):
     validators_hash: bytes
     next_validators_hash: bytes
     certificate_hash: bytes  # of the block's certificate; ZERO_HASH at height 1
+    trails_root: bytes  # the patients' trail heads at state_height (ledger/trails.py)
 
     SCHEMA = (
         ("version", UInt(minimum=BLOCK_VERSION, maximum=BLOCK_VERSION)),
@@ -79,6 +80,7 @@ class BlockHeader(Struct):
         ("validators_hash", Bytes(HASH_SIZE)),
         ("next_validators_hash", Bytes(HASH_SIZE)),
         ("certificate_hash", Bytes(HASH_SIZE)),
+        ("trails_root", Bytes(HASH_SIZE)),
     )
 
     @property
@@ -142,6 +144,7 @@ def make_block(
     validators_hash: bytes,
     next_validators_hash: bytes,
     certificate: Certificate | None,
+    trails_root: bytes,
 ) -> Block:
     header = BlockHeader(
         version=BLOCK_VERSION,
@@ -160,6 +163,7 @@ def make_block(
         validators_hash=validators_hash,
         next_validators_hash=next_validators_hash,
         certificate_hash=ZERO_HASH if certificate is None else certificate.hash,
+        trails_root=trails_root,
     )
     signature = key.sign(DOMAIN_BLOCK, header.encode())
     return Block(header=header, signature=signature, txs=tuple(txs), certificate=certificate)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ledger import app as application
+from ledger import smt, trails
 from ledger.app.layout import MEMBER, table_prefix
 from ledger.block import (
     GENESIS_RESULTS_ROOT,
@@ -187,6 +188,7 @@ def genesis_state(writes: dict[bytes, bytes]) -> dict[bytes, bytes]:
     state.update(validator_set_writes(
         0, application.validator_node_keys(_DictReader(writes)), lambda set_hash: False,
         None))
+    state[trails.trails_at_key(0)] = smt.EMPTY
     state[ACCUMULATOR_KEY] = encode_accumulator(accumulator_of(committed_items(
         state.items(), 0)))
     return state
@@ -269,6 +271,10 @@ def rejection(block: Block, *, raft_term: int, raft_index: int, tip: ChainTip,
             f"block {header.height} commits to roots of height {header.state_height} "
             f"that differ from ours: this node's state has diverged; it stops"
         )
+    if header.trails_root != trails_root_at(state, header.state_height):
+        raise StateDivergenceError(
+            f"block {header.height} commits to a trails root of height "
+            f"{header.state_height} that differs from ours: this node's state has diverged")
     if header.next_validators_hash != validators_hash_at(state, header.state_height):
         raise StateDivergenceError(
             f"block {header.height} names as the next validator set one that is not the "
@@ -279,6 +285,12 @@ def rejection(block: Block, *, raft_term: int, raft_index: int, tip: ChainTip,
 def validators_hash_at(state: application.StateReader, height: int) -> bytes:
     data = state.get(validators_at_key(height))
     assert data is not None, f"the validator set of applied height {height} is recorded"
+    return data
+
+
+def trails_root_at(state: application.StateReader, height: int) -> bytes:
+    data = state.get(trails.trails_at_key(height))
+    assert data is not None, f"the trails root of applied height {height} is recorded"
     return data
 
 
@@ -324,6 +336,11 @@ def evaluate_block(block: Block, tx_ids: Sequence[bytes], checked: Sequence[Tran
             validators_hash_at(state, height - 1)))
     else:
         writes[validators_at_key(height)] = validators_hash_at(state, height - 1)
+    # Each new audit entry extends its patient's trail; the tree of heads follows.
+    trail_writes, trails_root = trails.block_writes(_Overlay(state, writes).get, writes)
+    writes.update(trail_writes)
+    writes[trails.trails_at_key(height)] = (trails_root_at(state, height - 1)
+                                            if trails_root is None else trails_root)
     # The commitment: each written item's hash in, the one it replaces out; the roots of
     # the previous height join now (they were the one item left out of its own root).
     stored = get(ACCUMULATOR_KEY)

@@ -17,6 +17,7 @@ from ledger.results import ResultCode
 
 if TYPE_CHECKING:
     from node.snapshot_sessions import SnapshotChunkData, SnapshotOpened
+    from node.trailproofs import TrailProof
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,12 @@ class NodeAPI(Protocol):
         """Every block up to ``up_to_height`` that hands over to another validator set,
         with its certificate and the new set's keys, in height order (what a verifier
         follows from genesis). BlockPrunedError as for blocks."""
+        ...
+
+    async def trail_proof(self, patient: str) -> TrailProof:
+        """The patient's whole access trail as of the state the newest certified block
+        commits to, with the tree proof of its head (node/trailproofs.py);
+        TrailProofUnavailable when none can be made now."""
         ...
 
     def certificate(self, height: int) -> CertifiedBlock | None:

@@ -30,6 +30,7 @@ from ledger.evaluation import (
     Roots,
     StateDivergenceError,
     roots_key,
+    trails_root_at,
     validator_set,
     validators_hash_at,
 )
@@ -393,6 +394,7 @@ class Chain:
         state_height = min(self.height, previous_state_height + 1)  # self.height once
         roots = self.roots(state_height)
         next_validators_hash = validators_hash_at(self.state, state_height)
+        trails_root = trails_root_at(self.state, state_height)
         return make_block(
             key,
             chain_id=self.chain_id,
@@ -408,6 +410,7 @@ class Chain:
             validators_hash=validators_hash,
             next_validators_hash=next_validators_hash,
             certificate=certificate,
+            trails_root=trails_root,
         )
 
 

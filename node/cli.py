@@ -13,6 +13,7 @@
     medledger demo --rpc URL              the healthcare story against a running devnet
     medledger disclosures --patient ID    a patient's accounting of disclosures (HIPAA)
     medledger proof tx TX_ID -o FILE      a tx's proof against certified headers
+    medledger proof trail --patient ID    a patient's whole access trail, as a proof
     medledger verify FILE --genesis F     check a proof offline, against the genesis file
     medledger loadtest ...                the load generator (see `medledger loadtest -h`)
     medledger testnet ...                 a chaos testnet in network namespaces (root)
@@ -250,6 +251,13 @@ def _add_tool_commands(commands: Any) -> None:
     proof_tx.add_argument("-o", "--output", required=True, metavar="FILE")
     proof_tx.add_argument("--force", action="store_true", help="overwrite FILE")
     proof_tx.set_defaults(handler=_bad_input_exits_2(_proof_tx))
+    proof_trail = proof_kinds.add_parser(
+        "trail", help="a patient's whole access trail, as a certified header commits to it")
+    proof_trail.add_argument("--patient", required=True, metavar="ID")
+    proof_trail.add_argument("--rpc", default=DEFAULT_RPC, metavar="URL")
+    proof_trail.add_argument("-o", "--output", required=True, metavar="FILE")
+    proof_trail.add_argument("--force", action="store_true", help="overwrite FILE")
+    proof_trail.set_defaults(handler=_bad_input_exits_2(_proof_trail))
 
     verify = commands.add_parser(
         "verify", help="check a proof file against the genesis file alone (no node)")
@@ -330,6 +338,14 @@ def _proof_tx(args: argparse.Namespace) -> int:
 
     print(json.dumps(write_tx_proof(args.rpc, args.tx_id, Path(args.output),
                                     force=args.force), indent=2))
+    return 0
+
+
+def _proof_trail(args: argparse.Namespace) -> int:
+    from node.tools.proofs import write_trail_proof
+
+    print(json.dumps(write_trail_proof(args.rpc, args.patient, Path(args.output),
+                                       force=args.force), indent=2))
     return 0
 
 

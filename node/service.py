@@ -72,6 +72,7 @@ from node.pruning import Pruner
 from node.raft_driver import APPLY_QUEUE_ENTRIES_MAX, ApplyItem, RaftDriver, SnapshotToRestore
 from node.snapshot_sessions import SnapshotChunkData, SnapshotOpened, SnapshotSessions
 from node.statesync import Snapshots, StateSyncer
+from node.trailproofs import TrailProof, TrailProofs
 from node.version import VERSION
 from storage.store import Store
 
@@ -171,6 +172,7 @@ class Node:
         self.certifier = Certifier(chain=chain, key=self.key,
                                    log=self.log.bind(component="certify"),
                                    on_certificate=lambda: self.builder.wake())
+        self.trail_proofs = TrailProofs(chain, self.certifier.certificate)
         self.builder = Builder(chain=chain, mempool=self.mempool, key=self.key,
                                config=self.config.block, log=self.log, metrics=self.metrics,
                                driver=driver, certificate=self.certifier.certificate,
@@ -200,7 +202,8 @@ class Node:
                              chain=chain, follower=self.follower, disk=self.disk,
                              driver=driver, is_validator=lambda: self.is_validator)
         self.admission.on_admitted += [self.builder.wake, self.forwarder.wake]
-        for listener in (self.certifier.on_applied, self.builder.on_applied,
+        for listener in (self.certifier.on_applied, self.trail_proofs.on_applied,
+                         self.builder.on_applied,
                          self.admission.on_applied,
                          self.forwarder.on_applied, self._on_applied, self.feeds.on_applied,
                          self.membership.on_applied, self.follower.on_applied,
@@ -212,12 +215,15 @@ class Node:
         assert self.store is not None and self.chain is not None
         self.snapshot_sessions.close_all()
         self.state_snapshots.close()  # LevelDB snapshots do not survive a reopen
+        self.trail_proofs.close()
         self.store.reopen()
         self.chain.storage_reopened()
 
     def _close(self) -> None:
         if getattr(self, "state_snapshots", None) is not None:
             self.state_snapshots.close()
+        if getattr(self, "trail_proofs", None) is not None:
+            self.trail_proofs.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         sessions: SnapshotSessions | None = getattr(self, "snapshot_sessions", None)
@@ -479,6 +485,9 @@ class Node:
                                               tuple(chain.validator_set(set_hash))))
                     break
         return handovers
+
+    async def trail_proof(self, patient: str) -> TrailProof:
+        return await trio.to_thread.run_sync(self.trail_proofs.prove, patient)
 
     def certificate(self, height: int) -> CertifiedBlock | None:
         chain = self._chain()

@@ -127,6 +127,10 @@ class StateSnapshot:
                                                  snapshot=self._snapshot):
             yield key[strip:], value
 
+    def get(self, key: bytes) -> bytes | None:
+        """The state item ``key`` in this view."""
+        return _snapshot_get(self._snapshot, self._prefix + key)
+
     def close(self) -> None:
         self._snapshot.close()
 

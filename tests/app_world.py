@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ledger import bodies as b
 from ledger.app import Genesis, GenesisMember, Parameters, layout
@@ -52,6 +52,21 @@ def node_keys() -> list[SigningKey]:
     """The node keys of the worlds' members: a test that plays every validator signs each
     block's certificate with them (ledger/certificate.py)."""
     return [signing_key("node/" + org_id) for org_id, _, _ in MEMBERS]
+
+
+def replay_chain(world: World, path: Any) -> tuple[Any, SigningKey]:
+    """A node's Chain (node/chain.py) on a fresh store at ``path``, from the world's
+    genesis, and the first validator's node key to propose with."""
+    from node.bootstrap import write_genesis_record
+    from node.chain import Chain
+    from storage.store import Store
+
+    genesis = world.genesis
+    store = Store.open(path, chain_id=genesis.chain_id)
+    write_genesis_record(store, genesis)
+    chain = Chain(chain_id=genesis.chain_id, store=store,
+                  genesis_time_ms=genesis.genesis_time_ms, sync_applies=False)
+    return chain, signing_key("node/" + next(m.org_id for m in genesis.members if m.validator))
 
 
 def member_genesis(

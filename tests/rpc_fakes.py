@@ -95,6 +95,7 @@ class FakeNode:
             certificate=None if height == 1 else certify(
                 [PROPOSER], chain_id=self.chain_id, height=height - 1, block_hash=previous,
                 members=members),
+            trails_root=ZERO_HASH,
         )
         codes = list(codes) if codes is not None else [0] * len(raws)
         self.blocks.append(block)
@@ -149,6 +150,11 @@ class FakeNode:
 
     def roots(self, height: int) -> tuple[bytes, bytes] | None:
         return (EMPTY_ROOT, ZERO_HASH) if height <= len(self.blocks) else None
+
+    async def trail_proof(self, patient: str) -> Any:
+        from node.trailproofs import TrailProofUnavailable
+
+        raise TrailProofUnavailable("this fake node keeps no trails")
 
     def validator_handovers(self, up_to_height: int) -> list[Handover]:
         return []  # one validator, never changed

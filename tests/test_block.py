@@ -22,7 +22,7 @@ def _block(txs: list[bytes], chain_id: str = CHAIN_ID) -> Block:
         KEY, chain_id=chain_id, height=1, previous_hash=ZERO_HASH, timestamp_ms=1_000,
         txs=txs, state_height=0, results_root=EMPTY_ROOT, state_root=ZERO_HASH,
         raft_term=1, raft_index=2, validators_hash=SETS, next_validators_hash=SETS,
-        certificate=None,
+        certificate=None, trails_root=ZERO_HASH,
     )
 
 

@@ -169,9 +169,10 @@ def test_a_version_1_block_is_refused() -> None:
     block = make_block(KEYS[0], chain_id=CHAIN_ID, height=1, previous_hash=bytes(32),
                        timestamp_ms=1, txs=[], state_height=0, results_root=bytes(32),
                        state_root=bytes(32), raft_term=1, raft_index=1,
-                       validators_hash=HASH, next_validators_hash=HASH, certificate=None)
+                       validators_hash=HASH, next_validators_hash=HASH, certificate=None,
+                       trails_root=HASH)
     tree = block.to_wire()
-    tree[0] = tree[0][:13]  # a version-1 header: no validator sets, no certificate hash
+    tree[0] = tree[0][:13]  # a version-1 header: no sets, certificate hash or trails root
     tree[0][0] = 1
     del tree[3]
     from ledger.codec import encode_tree

@@ -4,13 +4,18 @@ None may be there. (A control shows the scan does find what is legitimately stor
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from node_harness import dump_logs, network
+from node_harness import ROOT, dump_logs, network
 from test_node_integration import wait_ready
 
 from ledger.sdk.demo import _DemoRun
+from ledger.tx import tx_id_of
 from node.tools.demo import RpcLedgerClient, consortium_for
 from storage.raw import open_raw
 
@@ -53,6 +58,7 @@ def test_demo_on_a_devnet_leaves_no_plaintext_in_any_leveldb(tmp_path: Path) -> 
 
         wait_for(lambda: observer.call("chain_head")["height"] >= head, timeout_s=60,
                  what="the observer to have every block")
+        _prove_the_demo_offline(tmp_path, run, processes)
         for process in processes:
             process.stop()
 
@@ -69,3 +75,45 @@ def test_demo_on_a_devnet_leaves_no_plaintext_in_any_leveldb(tmp_path: Path) -> 
         leaked = {secret: count for secret, count in found.items()
                   if count and secret not in controls}
         assert leaked == {}, (process.node.name, leaked)
+
+
+def _prove_the_demo_offline(tmp_path: Path, run: _DemoRun, processes: list[Any]) -> None:
+    """Every tx the demo committed, and Alice's whole access trail, prove offline against
+    the genesis file alone (`medledger proof` / `medledger verify`)."""
+    from node.tools.proofs import tx_proof_document, verify_file
+
+    node = processes[0]
+    genesis = node.directory / "genesis.json"
+    proven = 0
+    for raw in run.submitted:
+        tx_id = "0x" + tx_id_of(raw).hex()
+        if node.try_call("chain_getTx", {"tx_id": tx_id}) is None:
+            continue  # refused at admission: never committed
+        path = tmp_path / "tx-proof.json"
+        path.write_text(json.dumps(tx_proof_document(node.node.rpc_url, tx_id)))
+        result = verify_file(path, genesis)
+        assert "0x" + result.tx_id.hex() == tx_id  # type: ignore[union-attr]
+        proven += 1
+    assert proven >= 40, proven
+    alice = run.actors["Alice Example"].keys.party_id
+    trail = tmp_path / "alice-trail.json"
+    made = subprocess.run([sys.executable, "-m", "node.cli", "proof", "trail", "--patient",
+                           alice, "--rpc", node.node.rpc_url, "-o", str(trail)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert made.returncode == 0, made.stderr
+    verified = subprocess.run([sys.executable, "-m", "node.cli", "verify", str(trail),
+                               "--genesis", str(genesis)], capture_output=True, text=True,
+                              timeout=60, cwd=ROOT, check=False)
+    assert verified.returncode == 0, verified.stderr
+    entries = node.call("audit_trail", {"patient": alice, "limit": 1000})
+    assert f"has {len(entries)} entries, none left out" in verified.stdout, verified.stdout
+    assert len(entries) >= 3
+    # An entry dropped from the file: the check that fails is named.
+    document = json.loads(trail.read_text())
+    del document["trail"]["entries"][0]
+    trail.write_text(json.dumps(document))
+    refused = subprocess.run([sys.executable, "-m", "node.cli", "verify", str(trail),
+                              "--genesis", str(genesis)], capture_output=True, text=True,
+                             timeout=60, cwd=ROOT, check=False)
+    assert refused.returncode == 1 and "entries were left out or added" in refused.stderr, (
+        refused.stderr)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from app_world import clinic_world, node_keys, signing_key
+from app_world import clinic_world, node_keys, replay_chain, signing_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,9 +28,7 @@ from ledger.evaluation import (
 )
 from ledger.results import ResultCode
 from ledger.tx import tx_id_of
-from node.bootstrap import write_genesis_record
 from node.chain import Chain
-from storage.store import Store
 
 
 def _replayed_chain(tmp_path: Path) -> tuple[Chain, list[tuple[bytes, ...]]]:
@@ -40,12 +38,7 @@ def _replayed_chain(tmp_path: Path) -> tuple[Chain, list[tuple[bytes, ...]]]:
     alice = world.parties["alice"].builder
     world.ok(world.consent(alice, "consent-1", "alice", "grey"))
     world.ok(world.consent(alice, "consent-2", "alice", "ross"))
-    genesis = world.genesis
-    store = Store.open(tmp_path / "data", chain_id=genesis.chain_id)
-    write_genesis_record(store, genesis)
-    chain = Chain(chain_id=genesis.chain_id, store=store,
-                  genesis_time_ms=genesis.genesis_time_ms, sync_applies=False)
-    proposer = signing_key("node/" + next(m.org_id for m in genesis.members if m.validator))
+    chain, proposer = replay_chain(world, tmp_path / "data")
     blocks = []
     for index, committed in enumerate(world.ledger.blocks, start=1):
         raws = tuple(raw for raw in committed.raws if raw)

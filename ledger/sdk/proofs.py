@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger import smt, trails
+from ledger.app.model import AuditEntry
 from ledger.block import BlockHeader
 from ledger.certificate import (
     Certificate,
@@ -153,12 +155,11 @@ class _SetWalk:
             self.changes += 1
 
 
-def verify_tx_proof(document: Mapping[str, Any], *, chain_id: str,
-                    genesis_validators: Sequence[bytes]) -> ProvenTx:
-    """Check a tx proof against the genesis file's chain id and validator node keys;
-    returns what it proves, or raises ProofError naming the check that failed."""
-    if document.get("format") != PROOF_FORMAT or document.get("kind") != "tx":
-        raise ProofError(f"not a medledger tx proof (format {PROOF_FORMAT})")
+def _certified_header(document: Mapping[str, Any], *, chain_id: str,
+                      genesis_validators: Sequence[bytes]
+                      ) -> tuple[BlockHeader, bytes, Certificate, list[bytes], int]:
+    """The proven block's header, its hash and certificate, the keys of the set in force
+    for it and the set changes followed: the walk from genesis both proofs share."""
     if document.get("chain_id") != chain_id:
         raise ProofError(f"the proof is of chain {document.get('chain_id')!r}; the genesis "
                          f"file is of {chain_id!r}")
@@ -176,10 +177,19 @@ def verify_tx_proof(document: Mapping[str, Any], *, chain_id: str,
                      _certificate(handover.get("certificate"), f"{what}'s certificate"), what)
         if handed.height < header.height:
             walk.hand_over(handed)
-    members = walk.certify(header, header_hash,
-                           _certificate(block.get("certificate"), "the block's certificate"),
-                           "the block's header")
     certificate = _certificate(block.get("certificate"), "the block's certificate")
+    members = walk.certify(header, header_hash, certificate, "the block's header")
+    return header, header_hash, certificate, members, walk.changes
+
+
+def verify_tx_proof(document: Mapping[str, Any], *, chain_id: str,
+                    genesis_validators: Sequence[bytes]) -> ProvenTx:
+    """Check a tx proof against the genesis file's chain id and validator node keys;
+    returns what it proves, or raises ProofError naming the check that failed."""
+    if document.get("format") != PROOF_FORMAT or document.get("kind") != "tx":
+        raise ProofError(f"not a medledger tx proof (format {PROOF_FORMAT})")
+    header, header_hash, certificate, members, changes = _certified_header(
+        document, chain_id=chain_id, genesis_validators=genesis_validators)
     tx = document.get("tx") or {}
     raw = _bytes(tx.get("raw"), "the tx")
     try:
@@ -203,7 +213,116 @@ def verify_tx_proof(document: Mapping[str, Any], *, chain_id: str,
     assert len(certificate.signatures) >= majority(len(members))
     return ProvenTx(chain_id, tx_id, decoded.type.name, decoded.signer, header.height,
                     merkle.index, header_hash, header.timestamp_ms,
-                    len(certificate.signatures), len(members), walk.changes)
+                    len(certificate.signatures), len(members), changes)
 
 
-__all__ = ["PROOF_FORMAT", "ProofError", "ProvenTx", "verify_tx_proof"]
+@dataclass(frozen=True, slots=True)
+class ProvenTrail:
+    """What a trail proof established: the patient's whole access trail as of a state a
+    certified header commits to."""
+
+    chain_id: str
+    patient: str
+    height: int  # the certified block
+    state_height: int  # the state its header commits to
+    entries: tuple[AuditEntry, ...]
+    signers: int
+    validators: int
+    set_changes: int
+
+    def statement(self) -> str:
+        lines = [
+            f"Proven: the access trail of patient {self.patient!r} on chain "
+            f"{self.chain_id!r}, as of block {self.state_height}, has {len(self.entries)} "
+            f"entr{'y' if len(self.entries) == 1 else 'ies'}, none left out, reordered or "
+            f"altered. Block {self.height}'s header commits to it; {self.signers} of the "
+            f"{self.validators} validators in force signed that header, a set followed from "
+            f"the genesis file through {self.set_changes} change"
+            f"{'' if self.set_changes == 1 else 's'}."]
+        for number, entry in enumerate(self.entries, start=1):
+            when = datetime.fromtimestamp(entry.time_ms / 1000, tz=UTC)
+            what = entry.kind.name.lower().replace("_", " ")
+            detail = [f"by {entry.actor}"]
+            if entry.record_id is not None:
+                detail.append(f"record {entry.record_id}")
+            if entry.recipient is not None:
+                detail.append(f"to {entry.recipient}")
+            if entry.basis_id is not None:
+                detail.append(f"under {entry.basis_id}")
+            lines.append(f"  {number}. {when:%Y-%m-%d %H:%M:%S} UTC  {what}  "
+                         f"{', '.join(detail)}  (block {entry.height})")
+        return "\n".join(lines)
+
+
+def verify_trail_proof(document: Mapping[str, Any], *, chain_id: str,
+                       genesis_validators: Sequence[bytes]) -> ProvenTrail:
+    """Check a patient's trail proof against the genesis file's chain id and validator
+    node keys: the certified header, the patient's chain head in its trails root, and
+    every entry of the chain. ProofError names the check that failed."""
+    if document.get("format") != PROOF_FORMAT or document.get("kind") != "trail":
+        raise ProofError(f"not a medledger trail proof (format {PROOF_FORMAT})")
+    header, _, certificate, members, changes = _certified_header(
+        document, chain_id=chain_id, genesis_validators=genesis_validators)
+    patient = document.get("patient")
+    if not isinstance(patient, str) or not patient:
+        raise ProofError("the proof names no patient")
+    trail = document.get("trail") or {}
+    raw_entries = trail.get("entries")
+    if not isinstance(raw_entries, list):
+        raise ProofError("the trail's entries are not a list")
+    entries: list[tuple[bytes, bytes]] = []
+    for number, item in enumerate(raw_entries, start=1):
+        if not isinstance(item, dict):
+            raise ProofError(f"entry {number} is not an object")
+        key = _bytes(item.get("key"), f"entry {number}'s key")
+        value = _bytes(item.get("value"), f"entry {number}'s value")
+        if not key.startswith(trails.AUDIT_PREFIX) or trails.patient_of(key) != patient:
+            raise ProofError(f"entry {number} is not an entry of {patient!r}'s trail")
+        if entries and key <= entries[-1][0]:
+            raise ProofError(f"entry {number} is out of chain order (entries reordered)")
+        entries.append((key, value))
+    tree = trail.get("tree") or {}
+    try:
+        siblings = tuple(_bytes(sibling, "a tree sibling") for sibling in tree["siblings"])
+        leaf = tree.get("leaf")
+        proof = smt.SmtProof(siblings, None if leaf is None else (
+            _bytes(leaf[0], "the tree leaf's key"), _bytes(leaf[1], "the tree leaf's value")))
+    except (KeyError, TypeError, IndexError):
+        raise ProofError("the trail's tree proof is malformed") from None
+    count, head = trails.chain_of(entries)
+    key = trails.patient_key(patient)
+    if not smt.verify(header.trails_root, key, trails.head_value_hash(count, head), proof):
+        leaf = proof.leaf
+        held = leaf[1] if leaf is not None and leaf[0] == key else None
+        if not smt.verify(header.trails_root, key, held, proof):
+            raise ProofError("the trail's tree proof does not lead to the trails root block "
+                             f"{header.height}'s header commits to")
+        # The committed head, when the proof states it truly (it hashes to the leaf).
+        stated_count, stated_head = trail.get("count"), trail.get("head")
+        if (held is not None and isinstance(stated_count, int) and 0 <= stated_count < 2**64
+                and trails.head_value_hash(stated_count, _bytes(stated_head, "the head"))
+                == held and stated_count != count):
+            raise ProofError(
+                f"{count} entries given, but the trail block {header.height}'s header "
+                f"commits to has {stated_count}: entries were left out or added")
+        raise ProofError(f"the {count} entries do not chain to the head block "
+                         f"{header.height}'s header commits to: an entry was altered, "
+                         "reordered or replaced")
+    decoded = []
+    for number, (_, value) in enumerate(entries, start=1):
+        try:
+            decoded.append(decode(AuditEntry, value, size_bytes_max=HEADER_BYTES_MAX))
+        except DecodeError as error:
+            raise ProofError(f"entry {number} is not an audit entry: {error}") from None
+    return ProvenTrail(chain_id, patient, header.height, header.state_height, tuple(decoded),
+                       len(certificate.signatures), len(members), changes)
+
+
+__all__ = [
+    "PROOF_FORMAT",
+    "ProofError",
+    "ProvenTrail",
+    "ProvenTx",
+    "verify_trail_proof",
+    "verify_tx_proof",
+]

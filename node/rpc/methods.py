@@ -9,6 +9,8 @@ from typing import Any
 
 import trio
 
+from ledger import limits as ledger_limits
+from ledger.codec import IDENTIFIER_PATTERN
 from ledger.crypto import HASH_SIZE
 from node.api import SubmitResult
 from node.jsonview import (
@@ -70,6 +72,8 @@ TOKEN_LENGTH_MAX = 256
 
 HASH = HexBytes(size=HASH_SIZE)
 RAW_TX = HexBytes(size_max=TX_SIZE_BYTES_MAX)
+PATIENT_ID = Text(length_max=ledger_limits.IDENTIFIER_LENGTH_MAX, length_min=1,
+                  pattern=IDENTIFIER_PATTERN)
 SUBSCRIPTION_ID = Text(
     length_max=2 + 2 * SUBSCRIPTION_ID_BYTES, length_min=1, pattern=SUBSCRIPTION_ID_PATTERN
 )
@@ -172,6 +176,28 @@ async def chain_get_handovers(call: CallContext, params: dict[str, Any]) -> Any:
     except BlockPrunedError as error:
         raise pruned(error) from None
     return [handover_view(handover) for handover in found]
+
+
+async def chain_get_trail_proof(call: CallContext, params: dict[str, Any]) -> Any:
+    from node.trailproofs import TrailProofUnavailable, proof_view_parts
+
+    patient = params["patient"]
+    try:
+        proof = await call.node.trail_proof(patient)
+        handovers = call.node.validator_handovers(proof.block.header.height)
+    except TrailProofUnavailable as error:
+        raise NotFound(f"Not found: {error}") from None
+    except BlockPrunedError as error:
+        raise pruned(error) from None
+    views = [handover_view(handover) for handover in handovers]
+    return {
+        "format": "medledger-proof/1", "kind": "trail",
+        "chain_id": proof.block.header.chain_id, "patient": patient,
+        "handovers": [{"header": view["header_raw"], "certificate": view["certificate_raw"]}
+                      for view in views],
+        "validator_sets": {view["validators_hash"]: view["validators"] for view in views},
+        **proof_view_parts(proof),
+    }
 
 
 async def chain_get_roots(call: CallContext, params: dict[str, Any]) -> Any:
@@ -407,6 +433,17 @@ def _chain_methods(limits_tx_filter_ids_max: int) -> list[MethodSpec]:
                        "validators_hash, validators}]", {"type": "array"}),
             params=(ParamSpec("to_height", NonNegativeInt(), "the highest block to look at"),),
             errors=(Pruned,),
+        ),
+        MethodSpec(
+            "chain_getTrailProof", "A patient's whole access trail (every key grant, "
+            "break-glass and access log entry) as of the state the newest certified block "
+            "commits to, as a proof document `medledger verify` checks offline: the "
+            "certified header, the validator-set handovers, the trail head's proof in the "
+            "header's trails root, and the entries.",
+            chain_get_trail_proof,
+            ResultSpec("proof", "a medledger-proof/1 trail document", OBJECT),
+            params=(ParamSpec("patient", PATIENT_ID, "the patient's party id"),),
+            errors=(NotFound, Pruned),
         ),
         MethodSpec(
             "chain_getRoots", "The results root and state root of an applied height, as "

@@ -66,7 +66,8 @@ def _install_apply_twice() -> None:
             results_root=header.results_root, state_root=header.state_root,
             raft_term=header.raft_term, raft_index=header.raft_index + 1,
             validators_hash=header.next_validators_hash,
-            next_validators_hash=header.next_validators_hash, certificate=None)
+            next_validators_hash=header.next_validators_hash, certificate=None,
+            trails_root=header.trails_root)
         return result
 
     Chain.apply_entry = apply_entry_twice  # type: ignore[method-assign]

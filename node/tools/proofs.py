@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigError
-from ledger.sdk.proofs import PROOF_FORMAT, ProofError, ProvenTx, verify_tx_proof
+from ledger.sdk.proofs import (
+    PROOF_FORMAT,
+    ProofError,
+    ProvenTrail,
+    ProvenTx,
+    verify_trail_proof,
+    verify_tx_proof,
+)
 from node.client import RpcClient, RpcError, RpcUnreachableError
 from node.genesis import load_genesis
 
@@ -64,22 +72,53 @@ def tx_proof_document(rpc_url: str, tx_id: str) -> dict[str, Any]:
     }
 
 
-def write_tx_proof(rpc_url: str, tx_id: str, output: Path, *, force: bool) -> dict[str, Any]:
+def trail_proof_document(rpc_url: str, patient: str) -> dict[str, Any]:
+    """The proof of ``patient``'s whole access trail, from the node at ``rpc_url``;
+    retried for a moment while the newest block's votes arrive."""
+    deadline = time.monotonic() + CERTIFICATE_WAIT_S
+    with RpcClient(rpc_url, timeout_s=60.0) as client:
+        while True:
+            try:
+                document: dict[str, Any] = client.call("chain_getTrailProof",
+                                                       {"patient": patient})
+                return document
+            except RpcError as error:
+                if error.code != RPC_NOT_FOUND or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+
+
+def _write(output: Path, force: bool, rpc_url: str, what: str,
+           make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     if output.exists() and not force:
         raise ConfigError(f"{output} exists; give --force to overwrite it")
     try:
-        document = tx_proof_document(rpc_url, tx_id)
+        document = make()
     except RpcUnreachableError as error:
         raise ConfigError(f"no node answers at {rpc_url}: {error}") from None
     except RpcError as error:
-        raise ConfigError(f"the node at {rpc_url} could not prove {tx_id}: {error}") from None
+        raise ConfigError(f"the node at {rpc_url} could not prove {what}: {error}") from None
     output.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    header = document["block"]["header"]
-    return {"proof": str(output), "tx_id": _tx_id(tx_id), "header_bytes": len(header) // 2,
+    return document
+
+
+def write_trail_proof(rpc_url: str, patient: str, output: Path, *,
+                      force: bool) -> dict[str, Any]:
+    document = _write(output, force, rpc_url, f"{patient}'s trail",
+                      lambda: trail_proof_document(rpc_url, patient))
+    return {"proof": str(output), "patient": patient,
+            "entries": len(document["trail"]["entries"]),
             "validator_set_changes": len(document["handovers"])}
 
 
-def verify_file(path: Path, genesis_file: Path) -> ProvenTx:
+def write_tx_proof(rpc_url: str, tx_id: str, output: Path, *, force: bool) -> dict[str, Any]:
+    document = _write(output, force, rpc_url, tx_id,
+                      lambda: tx_proof_document(rpc_url, tx_id))
+    return {"proof": str(output), "tx_id": _tx_id(tx_id),
+            "validator_set_changes": len(document["handovers"])}
+
+
+def verify_file(path: Path, genesis_file: Path) -> ProvenTx | ProvenTrail:
     """Check the proof in ``path`` against ``genesis_file``: ProofError naming the check
     that failed; ConfigError for a file that cannot be read."""
     genesis = load_genesis(genesis_file)
@@ -93,8 +132,15 @@ def verify_file(path: Path, genesis_file: Path) -> ProvenTx:
         raise ConfigError(f"proof file {path} is not a medledger proof")
     validators = [member.node_key for member in genesis.members
                   if member.validator and member.node_key is not None]
-    return verify_tx_proof(document, chain_id=genesis.chain_id,
-                           genesis_validators=validators)
+    verify = verify_trail_proof if document.get("kind") == "trail" else verify_tx_proof
+    return verify(document, chain_id=genesis.chain_id, genesis_validators=validators)
 
 
-__all__ = ["ProofError", "tx_proof_document", "verify_file", "write_tx_proof"]
+__all__ = [
+    "ProofError",
+    "trail_proof_document",
+    "tx_proof_document",
+    "verify_file",
+    "write_trail_proof",
+    "write_tx_proof",
+]

@@ -46,6 +46,7 @@ def sample_block(txs: list[bytes], *, height: int = 1) -> Block:
         certificate=None if height == 1 else certify(
             [PROPOSER], chain_id=CHAIN_ID, height=height - 1, block_hash=ZERO_HASH,
             members=members),
+        trails_root=ZERO_HASH,
     )
 
 
@@ -58,6 +59,6 @@ def seeds() -> dict[str, bytes]:
             PROPOSER, chain_id="other-chain", height=1, previous_hash=ZERO_HASH,
             timestamp_ms=1, txs=[], state_height=0, results_root=EMPTY_ROOT,
             state_root=ZERO_HASH, raft_term=1, raft_index=1, validators_hash=ZERO_HASH,
-            next_validators_hash=ZERO_HASH, certificate=None).encode(),
+            next_validators_hash=ZERO_HASH, certificate=None, trails_root=ZERO_HASH).encode(),
         "fixarray3": b"\x93\x9d\xc4\x00\x90",
     }
