@@ -22,6 +22,7 @@ from rpc_fakes import http_client, rpc, running_server
 
 from consensus.types import Entry, EntryType
 from ledger.app import queries
+from ledger.app.layout import STATE_LAYOUT_VERSION
 from ledger.bodies import PartyKind, RegisterParty
 from ledger.codec import decode
 from ledger.commitment import accumulator_of, encode_accumulator
@@ -352,8 +353,9 @@ def test_a_file_of_another_state_layout_is_refused(
                 writer.add_chunk(chunk)
             writer.finish()
     target = tmp_path / "restored"
-    with pytest.raises(SnapshotFileError, match="holds a state of layout 2; this release "
-                                                "applies layout 3"):
+    with pytest.raises(SnapshotFileError, match=(
+            f"holds a state of layout {STATE_LAYOUT_VERSION - 1}; this release applies "
+            f"layout {STATE_LAYOUT_VERSION}")):
         restore(older, target, genesis_file)
     assert not target.exists()
 

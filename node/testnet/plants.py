@@ -36,7 +36,7 @@ def install(name: str) -> None:
 
 def _install_apply_twice() -> None:
     from consensus.types import EntryType
-    from ledger.block import make_block
+    from ledger.block import decode_block, make_block
     from ledger.crypto import SigningKey
     from node.chain import ApplyResult, Chain
 
@@ -47,27 +47,31 @@ def _install_apply_twice() -> None:
         again = state["again"]
         if again is not None and entry.type is EntryType.NORMAL and entry.data and \
                 entry.index > self.blocks.applied_index():
-            # The next block entry applies the copy instead (the applied index must move).
+            # The next block entry applies the copy instead (the applied index must move);
+            # the copy carries that block's certificate of its predecessor, as it must to
+            # be read back at all (ledger.block.decode_block).
             state["again"] = None
-            applied = self._apply_block(again, again.tx_ids(), again.encode(),
+            real = decode_block(entry.data, chain_id=self.chain_id)
+            block, header = again
+            copy = make_block(
+                SigningKey.generate(), chain_id=self.chain_id, height=header.height + 1,
+                previous_hash=block.hash, timestamp_ms=header.timestamp_ms + 1,
+                txs=list(block.txs), state_height=header.state_height,
+                results_root=header.results_root, state_root=header.state_root,
+                raft_term=header.raft_term, raft_index=entry.index,
+                validators_hash=header.next_validators_hash,
+                next_validators_hash=header.next_validators_hash,
+                certificate=real.certificate, trails_root=header.trails_root)
+            applied = self._apply_block(copy, copy.tx_ids(), copy.encode(),
                                         applied_index=entry.index)
-            return ApplyResult(entry.index, applied=applied, tx_ids_in_entry=again.tx_ids())
+            return ApplyResult(entry.index, applied=applied, tx_ids_in_entry=copy.tx_ids())
         result = original(self, entry)
         applied = result.applied
         if state["done"] or applied is None or not applied.block.txs or \
                 applied.block.header.height < APPLY_TWICE_HEIGHT:
             return result
         state["done"] = True
-        block, header = applied.block, applied.block.header
-        state["again"] = make_block(
-            SigningKey.generate(), chain_id=self.chain_id, height=header.height + 1,
-            previous_hash=block.hash, timestamp_ms=header.timestamp_ms + 1,
-            txs=list(block.txs), state_height=header.state_height,
-            results_root=header.results_root, state_root=header.state_root,
-            raft_term=header.raft_term, raft_index=header.raft_index + 1,
-            validators_hash=header.next_validators_hash,
-            next_validators_hash=header.next_validators_hash, certificate=None,
-            trails_root=header.trails_root)
+        state["again"] = (applied.block, applied.block.header)
         return result
 
     Chain.apply_entry = apply_entry_twice  # type: ignore[method-assign]
