@@ -86,43 +86,50 @@ def update(get: Get, key: bytes, value_hash: bytes) -> tuple[dict[bytes, bytes |
     """The node writes (path -> node, None: delete) that set ``key`` to ``value_hash``
     in the tree read through ``get``, and the new root."""
     assert len(key) == KEY_BYTES and len(value_hash) == 32
+    number = int.from_bytes(key, "big")
+
+    def at(depth: int) -> bytes:  # node_path(key, depth), from the key as a number
+        shift = 256 - depth
+        return bytes([depth]) + ((number >> shift) << shift).to_bytes(KEY_BYTES, "big")
+
     writes: dict[bytes, bytes | None] = {}
-    path: list[tuple[int, bytes]] = []  # (depth, internal node) from the root down
+    path: list[tuple[int, bytes, bytes]] = []  # (depth, where, internal node), root down
     depth = 0
     while True:
-        node = get(node_path(key, depth))
+        where = at(depth)
+        node = get(where)
         if node is None or node[:1] == _LEAF:
             break
-        path.append((depth, node))
+        path.append((depth, where, node))
         depth += 1
         assert depth < 256, "two keys share a 256-bit path: they are equal"
     leaf = _LEAF + key + value_hash
+    mine = leaf_hash(key, value_hash)
     if node is not None and node[1:33] != key:
         # Another key's leaf ends the path here: push both down to where they part.
         other = node[1:33]
         parting = depth
-        while _bit(other, parting) == _bit(key, parting):
+        while _bit(other, parting) == (number >> (255 - parting)) & 1:
             parting += 1
         writes[node_path(other, parting + 1)] = node
-        writes[node_path(key, parting + 1)] = leaf
-        mine, theirs = leaf_hash(key, value_hash), _node_hash(node)
-        pair = (theirs, mine) if _bit(key, parting) else (mine, theirs)
-        writes[node_path(key, parting)] = _INTERNAL + pair[0] + pair[1]
+        writes[at(parting + 1)] = leaf
+        theirs = _node_hash(node)
+        pair = (theirs, mine) if (number >> (255 - parting)) & 1 else (mine, theirs)
+        writes[at(parting)] = _INTERNAL + pair[0] + pair[1]
         child = internal_hash(*pair)
         for level in range(parting - 1, depth - 1, -1):  # a chain of single children
-            pair = (EMPTY, child) if _bit(key, level) else (child, EMPTY)
-            writes[node_path(key, level)] = _INTERNAL + pair[0] + pair[1]
+            pair = (EMPTY, child) if (number >> (255 - level)) & 1 else (child, EMPTY)
+            writes[at(level)] = _INTERNAL + pair[0] + pair[1]
             child = internal_hash(*pair)
     else:
-        writes[node_path(key, depth)] = leaf
-        child = leaf_hash(key, value_hash)
-    for level, internal in reversed(path):
-        left, right = internal[1:33], internal[33:65]
-        if _bit(key, level):
-            right = child
+        writes[at(depth)] = leaf
+        child = mine
+    for level, where, internal in reversed(path):
+        if (number >> (255 - level)) & 1:
+            left, right = internal[1:33], child
         else:
-            left = child
-        writes[node_path(key, level)] = _INTERNAL + left + right
+            left, right = child, internal[33:65]
+        writes[where] = _INTERNAL + left + right
         child = internal_hash(left, right)
     return writes, child
 
