@@ -39,6 +39,7 @@ def scan(data_dir: Path, needles: list[bytes]) -> tuple[int, dict[bytes, int]]:
 def test_demo_on_a_devnet_leaves_no_plaintext_in_any_leveldb(tmp_path: Path) -> None:
     with network(tmp_path, validators=3, observers=1) as processes:
         wait_ready(processes)
+        _a_validator_voted_in_and_out(processes)
         client = RpcLedgerClient(processes[1].node.rpc_url)
         lines: list[str] = []
         run = _DemoRun(client, lines.append, consortium_for(tmp_path), "e2e", 60.0)
@@ -95,6 +96,7 @@ def _prove_the_demo_offline(tmp_path: Path, run: _DemoRun, processes: list[Any])
         assert "0x" + result.tx_id.hex() == tx_id  # type: ignore[union-attr]
         proven += 1
     assert proven >= 40, proven
+    assert "2 validator-set changes" in result.statement()  # type: ignore[union-attr]
     alice = run.actors["Alice Example"].keys.party_id
     trail = tmp_path / "alice-trail.json"
     made = subprocess.run([sys.executable, "-m", "node.cli", "proof", "trail", "--patient",
@@ -117,3 +119,36 @@ def _prove_the_demo_offline(tmp_path: Path, run: _DemoRun, processes: list[Any])
                              timeout=60, cwd=ROOT, check=False)
     assert refused.returncode == 1 and "entries were left out or added" in refused.stderr, (
         refused.stderr)
+
+
+def _a_validator_voted_in_and_out(processes: list[Any]) -> None:
+    """Before the story: the observer's member is voted in as a validator, joins raft,
+    and is voted out again, so the demo's proofs follow two validator-set changes from
+    the genesis set."""
+    import time
+
+    from node_harness import wait_for
+    from test_node_governance import CLINIC_ADMIN, Signers, propose_and_pass
+
+    from ledger.bodies import MemberKind, ProposalAction, ProposeMember
+    from ledger.sdk.devnet import devnet_admin_key
+
+    node0, newcomer = processes[0], processes[3]
+    signers = Signers()
+    admins = [devnet_admin_key(org) for org in ("hospital-a", "hospital-b", "insurer", "lab")]
+    expires = int(time.time() * 1000) + 3_600_000
+    propose_and_pass(node0, signers, ProposeMember(
+        "add-clinic", ProposalAction.ADD_MEMBER, "clinic", MemberKind.PROVIDER,
+        CLINIC_ADMIN.public_key, bytes.fromhex(newcomer.node.public_key), True, bytes(32),
+        expires), admins[:3])
+
+    def voters(process: Any) -> list[str]:
+        return (process.try_call("node_status") or {}).get("extra", {}).get("raft_voters", [])
+
+    wait_for(lambda: newcomer.node.peer_id in voters(node0), timeout_s=90,
+             what="the clinic's node to become a voter")
+    propose_and_pass(node0, signers, ProposeMember(
+        "remove-clinic", ProposalAction.REMOVE_MEMBER, "clinic", MemberKind.PROVIDER,
+        CLINIC_ADMIN.public_key, None, False, bytes(32), expires), admins)
+    wait_for(lambda: newcomer.node.peer_id not in node0.call("node_status")["validators"],
+             timeout_s=60, what="the clinic's node to leave the validator set")
