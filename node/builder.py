@@ -45,6 +45,7 @@ class Proposal:
     block_hash: bytes
     timestamp_ms: int
     tx_ids: list[bytes]
+    term: int
 
 
 class Builder:
@@ -134,10 +135,28 @@ class Builder:
             return False
         if self._chain.applied_index() < driver.term_start_index:
             return False  # entries of earlier terms are still being applied
+        self._forget_earlier_terms(driver.raw_node.status().hard_state.term)
         if len(self._proposals) >= self._config.max_inflight:
             return False
         height, head_hash, _ = self._proposed_head or self._chain.head()
         return height == 0 or self._certificate(height, head_hash) is not None
+
+    def _forget_earlier_terms(self, term: int) -> None:
+        """Proposals of an earlier term of ours that are still unresolved once this term's
+        first entry is applied were cut from the log when we lost leadership (what the
+        log held then is applied by now): their txs go back to the pool. Kept, the next
+        block would wait for a certificate of a block that will never exist."""
+        stale = [index for index, proposal in self._proposals.items() if proposal.term != term]
+        if not stale:
+            return
+        released = 0
+        for proposal in self._proposals.values():
+            released += self._mempool.release_inflight(proposal.tx_ids)
+        self._proposals.clear()
+        self._proposed_head = None
+        self.proposals_lost += len(stale)
+        self._log.info("proposals of an earlier term were cut from the log; txs back in the "
+                       "pool", proposals=len(stale), released=released)
 
     def _build_and_propose(self) -> None:
         driver = self._driver()
@@ -175,8 +194,8 @@ class Builder:
             return
         assert driver.raw_node.status().last_index == raft_index, "proposal index moved"
         self._proposals[raft_index] = Proposal(
-            block.header.height, block.hash, block.header.timestamp_ms, tx_ids
-        )
+            block.header.height, block.hash, block.header.timestamp_ms, tx_ids,
+            status.hard_state.term)
         self._proposed_head = (block.header.height, block.hash, block.header.timestamp_ms)
         self._proposed_state_height = block.header.state_height
         self._proposed_next_set = block.header.next_validators_hash

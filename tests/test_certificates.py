@@ -179,3 +179,58 @@ def test_a_version_1_block_is_refused() -> None:
 
     with pytest.raises(DecodeError):
         decode_block(encode_tree(tree), chain_id=CHAIN_ID)
+
+
+async def test_a_leader_forgets_proposals_cut_from_the_log_in_an_earlier_term(
+        tmp_path: Path) -> None:
+    """A leader that lost leadership with proposals in flight, then won it back, finds
+    proposals of its earlier term that the new leader's log cut: no certificate will ever
+    exist for their blocks, so the builder drops them (txs back in the pool) instead of
+    waiting for one (seen in the chaos testnet, seed 41: the chain stopped for good)."""
+    import trio
+
+    from consensus.state import Role
+    from ledger.bodies import PartyKind
+    from ledger.results import ResultCode
+    from ledger.sdk.builders import TransactionBuilder
+    from ledger.sdk.devnet import devnet_admin_key
+    from node.builder import Proposal
+    from node.config import load_config
+    from node.p2p.memory import MemoryNetwork, MemoryTransport
+    from node.service import Node
+    from node.tools.devnet import create_devnet
+
+    nodes = create_devnet(tmp_path, validators=1, observers=0, rpc_port=0,
+                          chain_id="medledger-stale-proposals")
+    config = load_config(tmp_path / nodes[0].name / "node.toml", environ={})
+    network = MemoryNetwork()
+    node = Node(config, rpc_enabled=False,
+                transport_factory=lambda own: MemoryTransport(network, seed=own.key.seed))
+    signer = TransactionBuilder("medledger-stale-proposals", devnet_admin_key("hospital-a"))
+    txs = [signer.register_party(party_id=f"pat-stale-{index}", kind=PartyKind.PATIENT,
+                                 signing_key=bytes([index + 1]) * 32,
+                                 encryption_key=bytes([index + 101]) * 32)
+           for index in range(2)]
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            while node.driver is None or node.driver.role is not Role.LEADER:
+                await trio.sleep(0.05)
+            while node.chain.applied_index() < node.driver.term_start_index:
+                await trio.sleep(0.05)
+            assert [a.code for a in await node.submit([txs[0].raw])] == [ResultCode.OK]
+            while node.tx_status(txs[0].tx_id).state != "committed":
+                await trio.sleep(0.01)
+            # As after losing leadership and winning it back: a proposal of an earlier
+            # term, beyond the log, that the builder would build on.
+            builder = node.builder
+            height, _, timestamp_ms = node.chain.head()
+            term = node.driver.raw_node.status().hard_state.term
+            builder._proposals[10_000] = Proposal(height + 1, bytes(32), timestamp_ms + 1, [],
+                                                  term - 1)
+            builder._proposed_head = (height + 1, bytes(32), timestamp_ms + 1)
+            assert [a.code for a in await node.submit([txs[1].raw])] == [ResultCode.OK]
+            while node.tx_status(txs[1].tx_id).state != "committed":
+                await trio.sleep(0.01)
+            assert 10_000 not in builder._proposals
+            nursery.cancel_scope.cancel()
