@@ -8,8 +8,11 @@ majority of that block's set, has its certificate: the leader puts it into the n
 block (node/builder.py waits for it), and ``chain_getCertificate`` serves it until the
 next block carries it.
 
-Gossip may lose a vote, and a new leader needs the votes of the head: while the head does
-not move, each validator gossips its vote for it again every ``REVOTE_INTERVAL_S``.
+Gossip may lose a vote, a new leader needs the votes of the head, and a validator may hold
+the head without having voted for it (it came by block sync, or before a restart): while
+the head does not move, each validator of its set gossips its vote for it (made now if it
+has none) every ``REVOTE_INTERVAL_S``, and a node that restarted certifies its head from
+the votes without having applied it in this life.
 """
 
 from __future__ import annotations
@@ -102,9 +105,9 @@ class Certifier:
         head = self._chain.height
         if not head - VOTE_WINDOW_HEIGHTS < vote.height <= head + VOTE_WINDOW_HEIGHTS:
             return False  # too old or too far ahead to matter: not relayed, not blamed
-        known = self._votes.get(vote.height, {}).get(vote.block_hash, {})
-        if vote.validator in known:
-            return True
+        known = self._votes.get(vote.height, {}).get(vote.block_hash, {}).get(vote.validator)
+        if known is not None and known == vote:
+            return True  # a repeat (a vote gossiped again): checked when it first came
         if not vote.valid(self._chain.chain_id):
             self.votes_refused += 1
             return False
@@ -121,12 +124,9 @@ class Certifier:
                 await self._send.wait()
             self._send = trio.Event()
             if timer.cancelled_caught:
-                # The head did not move for a while: our vote for it may have been lost,
-                # or a new leader needs it.
-                own = self._own_vote
                 head = self._chain.height
-                if own is not None and own.height == head and head == last_head:
-                    self._outbox.append(own)
+                if head == last_head:  # the head did not move for a while
+                    self._vote_for_head()
                 last_head = head
             outbox, self._outbox = self._outbox, []
             if self._transport is not None:
@@ -136,6 +136,22 @@ class Certifier:
 
     # ------------------------------------------------------------------ internals
 
+    def _vote_for_head(self) -> None:
+        """Gossip our vote for the head again (made now if we have none for it): it may
+        have been lost, a new leader may need it, or the head came by sync."""
+        (height, head_hash, _), (certifying, _) = self._chain.head_and_sets()
+        if certifying is None or self._key.public_key not in self._chain.validator_set(
+                certifying):
+            return
+        own = self._own_vote
+        if own is None or (own.height, own.block_hash) != (height, head_hash):
+            own = sign_vote(self._key, chain_id=self._chain.chain_id, height=height,
+                            block_hash=head_hash)
+            self._own_vote = own
+            self._add(own)
+            self._try_certify(height)
+        self._outbox.append(own)
+
     def _add(self, vote: Vote) -> None:
         by_hash = self._votes.setdefault(vote.height, {})
         if vote.block_hash not in by_hash and len(by_hash) >= 4:
@@ -144,7 +160,12 @@ class Certifier:
 
     def _try_certify(self, height: int) -> None:
         applied = self._applied.get(height)
-        if applied is None or height in self._certificates:
+        if applied is None:
+            (head, head_hash, _), (certifying, _) = self._chain.head_and_sets()
+            if height != head or certifying is None:
+                return
+            applied = (head_hash, certifying)  # applied before a restart, or by sync
+        if height in self._certificates:
             return
         block_hash, set_hash = applied
         votes = self._votes.get(height, {}).get(block_hash)

@@ -177,6 +177,7 @@ class Chain:
         # validator sets it names (ledger/certificate.py).
         self._named_state_height = self._state_height_named_by(head.height)
         self._head_sets = self._sets_named_by(head.height)
+        self._tip = (self._head, self._head_sets)  # one read for both
 
     def storage_reopened(self) -> None:
         """The store was reopened after a failed write: read the head again (the failed
@@ -187,6 +188,7 @@ class Chain:
         self._head = (head.height, head.block_hash, self._timestamp_of(head.height))
         self._named_state_height = self._state_height_named_by(head.height)
         self._head_sets = self._sets_named_by(head.height)
+        self._tip = (self._head, self._head_sets)  # one read for both
 
     def _sets_named_by(self, height: int) -> tuple[bytes | None, bytes]:
         """(the set that certifies block ``height``, the set it hands over to): at
@@ -195,6 +197,10 @@ class Chain:
         if block is None:
             return None, validators_hash_at(self.state, 0)
         return block.header.validators_hash, block.header.next_validators_hash
+
+    def head_and_sets(self) -> tuple[tuple[int, bytes, int], tuple[bytes | None, bytes]]:
+        """:meth:`head` and :meth:`head_validator_sets` of one and the same block."""
+        return self._tip
 
     def head_validator_sets(self) -> tuple[bytes | None, bytes]:
         """(hash of the set that certifies the head block, or None at genesis; hash of
@@ -364,6 +370,7 @@ class Chain:
         self._head = (header.height, block_hash, header.timestamp_ms)
         self._named_state_height = header.state_height
         self._head_sets = (header.validators_hash, header.next_validators_hash)
+        self._tip = (self._head, self._head_sets)  # one read for both
         return AppliedBlock(block, tx_ids, outcome.codes, outcome.events,
                             outcome.validator_changes)
 

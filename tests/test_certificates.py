@@ -234,3 +234,35 @@ async def test_a_leader_forgets_proposals_cut_from_the_log_in_an_earlier_term(
                 await trio.sleep(0.01)
             assert 10_000 not in builder._proposals
             nursery.cancel_scope.cancel()
+
+
+async def test_a_head_applied_by_sync_or_before_a_restart_is_voted_for_and_certified(
+        tmp_path: Path) -> None:
+    """A validator holding a head it applied by block sync, or before it restarted, never
+    voted for it from raft; when the head does not move it votes now, and a node that did
+    not apply the head in this life still certifies it from the votes (else a leader
+    waits for a certificate for ever: chaos seed 43)."""
+    import structlog
+
+    from ledger.certificate import sign_vote
+    from node.certify import Certifier
+
+    chain = _chain(tmp_path)
+    for index in (1, 2):
+        assert _apply(chain, _next(chain, index), index) is None
+    height, head_hash, _ = chain.head()
+    # A fresh Certifier (as after a restart): it saw no apply.
+    made: list[int] = []
+    leader = Certifier(chain=chain, key=KEYS[0], log=structlog.get_logger(),
+                       on_certificate=lambda: made.append(1))
+    assert leader.certificate(height, head_hash) is None
+    leader._vote_for_head()  # what the idle timer does
+    assert leader.certificate(height, head_hash) is None  # one vote of three
+    other = sign_vote(KEYS[1], chain_id=CHAIN_ID, height=height, block_hash=head_hash)
+    assert await leader.on_vote_gossip("peer", other.encode())
+    certificate = leader.certificate(height, head_hash)
+    assert certificate is not None and made == [1]
+    assert certificate.signers() == sorted([KEYS[0].public_key, KEYS[1].public_key])
+    # A forged vote is refused and not relayed.
+    forged = dataclasses.replace(other, signature=bytes(64))
+    assert not await leader.on_vote_gossip("peer", forged.encode())
