@@ -17,6 +17,7 @@ the votes without having applied it in this life.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ import trio
 from ledger.certificate import Certificate, Vote, make_certificate, sign_vote
 from ledger.codec import decode
 from ledger.crypto import SigningKey
-from ledger.errors import DecodeError
+from ledger.errors import DecodeError, MedledgerError
 from node.chain import Chain
 from node.events import Applied
 from node.p2p import wire
@@ -34,16 +35,20 @@ from node.p2p.transport import Transport, publish_quietly
 # Votes are kept for heights within this many of the head (behind and ahead).
 VOTE_WINDOW_HEIGHTS = 64
 REVOTE_INTERVAL_S = 1.0
+DIRECT_VOTE_TIMEOUT_S = 2.0
+VOTES_PER_REQUEST_MAX = 16
 VOTE_BYTES_MAX = 256
 
 
 class Certifier:
     def __init__(self, *, chain: Chain, key: SigningKey, log: Any,
-                 on_certificate: Callable[[], None] = lambda: None) -> None:
+                 on_certificate: Callable[[], None] = lambda: None,
+                 validator_peers: Callable[[], set[str]] = set) -> None:
         self._chain = chain
         self._key = key
         self._log = log
         self._on_certificate = on_certificate
+        self._validator_peers = validator_peers
         self._topic = wire.topic_votes(chain.chain_id)
         self._transport: Transport | None = None
         # height -> block hash -> validator -> vote
@@ -129,10 +134,40 @@ class Certifier:
                     self._vote_for_head()
                 last_head = head
             outbox, self._outbox = self._outbox, []
-            if self._transport is not None:
+            if self._transport is not None and outbox:
                 for vote in outbox:
                     await publish_quietly(self._transport, self._topic, vote.encode(),
                                           self._log)
+                await self._send_direct(outbox)
+
+    async def serve_votes(self, peer_id: str, request: wire.Request) -> bytes:
+        """A validator's votes sent straight to us (wire.RequestKind.VOTES)."""
+        for data in request.txs[:VOTES_PER_REQUEST_MAX]:
+            await self.on_vote_gossip(peer_id, data)
+        return b"ok"
+
+    async def _send_direct(self, votes: list[Vote]) -> None:
+        """Send ``votes`` to every other validator too, at once, each within a short
+        deadline: gossip may not reach a peer its mesh has not taken back yet after a
+        partition, and the leader waits for these votes to cut the next block."""
+        transport = self._transport
+        assert transport is not None
+        own = transport.peer_id
+        request = wire.Request(wire.RequestKind.VOTES, 0, 0,
+                               tuple(vote.encode() for vote in votes[-VOTES_PER_REQUEST_MAX:]))
+        data = request.encode()
+        connected = {peer.peer_id for peer in transport.peers() if peer.connected}
+
+        async def send(peer_id: str) -> None:
+            # A failure is covered by gossip and by the next vote again.
+            with trio.move_on_after(DIRECT_VOTE_TIMEOUT_S), contextlib.suppress(
+                    MedledgerError, OSError):
+                await transport.request(peer_id, data, timeout_s=DIRECT_VOTE_TIMEOUT_S)
+
+        async with trio.open_nursery() as nursery:
+            for peer_id in sorted(self._validator_peers() & connected):
+                if peer_id != own:
+                    nursery.start_soon(send, peer_id)
 
     # ------------------------------------------------------------------ internals
 

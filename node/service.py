@@ -171,7 +171,8 @@ class Node:
                                    log=self.log, driver=driver, clock=self.clock)
         self.certifier = Certifier(chain=chain, key=self.key,
                                    log=self.log.bind(component="certify"),
-                                   on_certificate=lambda: self.builder.wake())
+                                   on_certificate=lambda: self.builder.wake(),
+                                   validator_peers=lambda: self.membership.validator_peers())
         self.trail_proofs = TrailProofs(chain, self.certifier.certificate)
         self.builder = Builder(chain=chain, mempool=self.mempool, key=self.key,
                                config=self.config.block, log=self.log, metrics=self.metrics,
@@ -337,6 +338,8 @@ class Node:
             raise RemoteError(f"bad sync request: {error}") from None
         if request.kind is wire.RequestKind.FORWARD_TXS:
             return await self.admission.serve_forward(request)
+        if request.kind is wire.RequestKind.VOTES:
+            return await self.certifier.serve_votes(peer_id, request)
         if request.kind in (wire.RequestKind.GET_SNAPSHOTS, wire.RequestKind.GET_SNAPSHOT_MANIFEST,
                             wire.RequestKind.GET_SNAPSHOT_CHUNK):
             return await self.state_snapshots.serve(request)

@@ -54,6 +54,9 @@ class RequestKind(enum.IntEnum):
     GET_SNAPSHOTS = 4
     GET_SNAPSHOT_MANIFEST = 5
     GET_SNAPSHOT_CHUNK = 6
+    # Validator votes (node/certify.py), each an encoded Vote in ``txs``: sent straight to
+    # every validator as well as gossiped (gossip meshes lag behind reconnections).
+    VOTES = 7
 
 
 @dataclass(frozen=True, slots=True)
