@@ -124,8 +124,14 @@ def _lie_in_chunks(recompute: bool) -> Any:
 async def _join(tmp_path: Path, tamper: dict[str, Any]) -> tuple[Chain, Chain, StateSyncer]:
     source, snapshots, genesis = _source(tmp_path)
     target = _chain(tmp_path / "target", genesis)
+    syncer = await _sync(target, _Network(source, snapshots, ["honest", "liar"], tamper),
+                         source)
+    return source, target, syncer
+
+
+async def _sync(target: Chain, network: _Network, source: Chain) -> StateSyncer:
+    """``target`` joins by state sync from ``network``, trusting ``source``'s head."""
     height, head_hash, _ = source.head()
-    network = _Network(source, snapshots, ["honest", "liar"], tamper)
 
     async def apply(data: bytes) -> None:
         await trio.to_thread.run_sync(target.apply_synced_block, data)
@@ -134,7 +140,7 @@ async def _join(tmp_path: Path, tamper: dict[str, Any]) -> tuple[Chain, Chain, S
                          trust_height=height, trust_hash=head_hash, apply_block=apply,
                          log=structlog.get_logger(), wait_s=2.0)
     await syncer.run()
-    return source, target, syncer
+    return syncer
 
 
 def _same_state(source: Chain, target: Chain) -> None:
@@ -218,16 +224,7 @@ async def test_a_restarted_node_serves_the_state_it_started_with(tmp_path: Path)
         for number in range(2):  # the next blocks commit to the state it started with
             restarted.on_applied(_append(source, proposer, [], now_ms=head_ms + 1000 + number,
                                          raft_index=1000 + number))
-        height, head_hash, _ = source.head()
-        network = _Network(source, restarted, ["a", "b"], {})
-
-        async def apply(data: bytes) -> None:
-            await trio.to_thread.run_sync(target.apply_synced_block, data)
-
-        syncer = StateSyncer(chain=target, transport=network,  # type: ignore[arg-type]
-                             trust_height=height, trust_hash=head_hash, apply_block=apply,
-                             log=structlog.get_logger(), wait_s=2.0)
-        await syncer.run()
+        await _sync(target, _Network(source, restarted, ["a", "b"], {}), source)
         nursery.cancel_scope.cancel()
     _same_state(source, target)
     assert target.blocks.oldest_held_height() == started_at
