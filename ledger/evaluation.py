@@ -105,43 +105,6 @@ def validator_set_key(set_hash: bytes) -> bytes:
     return VALIDATOR_SET_PREFIX + set_hash
 
 
-class _DictReader:
-    """A StateReader over a dict (the genesis writes)."""
-
-    def __init__(self, items: dict[bytes, bytes]) -> None:
-        self._items = items
-
-    def get(self, key: bytes) -> bytes | None:
-        return self._items.get(key)
-
-    def iterate(self, prefix: bytes, *, limit: int) -> Iterator[tuple[bytes, bytes]]:
-        found = sorted((key, value) for key, value in self._items.items()
-                       if key.startswith(prefix))
-        return iter(found[:limit])
-
-
-class _Overlay:
-    """A StateReader: ``writes`` (None: deleted) over ``state``."""
-
-    def __init__(self, state: application.StateReader,
-                 writes: dict[bytes, bytes | None]) -> None:
-        self._state = state
-        self._writes = writes
-
-    def get(self, key: bytes) -> bytes | None:
-        if key in self._writes:
-            return self._writes[key]
-        return self._state.get(key)
-
-    def iterate(self, prefix: bytes, *, limit: int) -> Iterator[tuple[bytes, bytes]]:
-        merged = dict(self._state.iterate(prefix, limit=limit + len(self._writes)))
-        for key, value in self._writes.items():
-            if key.startswith(prefix):
-                merged[key] = value  # type: ignore[assignment]
-        found = sorted((key, value) for key, value in merged.items() if value is not None)
-        return iter(found[:limit])
-
-
 def validator_set_writes(height: int, node_keys: Iterable[bytes],
                          known: Callable[[bytes], bool],
                          previous: bytes | None) -> dict[bytes, bytes]:
@@ -186,7 +149,7 @@ def genesis_state(writes: dict[bytes, bytes]) -> dict[bytes, bytes]:
     to the genesis file, and so to this state)."""
     state = dict(writes)
     state.update(validator_set_writes(
-        0, application.validator_node_keys(_DictReader(writes)), lambda set_hash: False,
+        0, application.validator_node_keys(application.MemoryState(writes)), lambda set_hash: False,
         None))
     state[trails.trails_at_key(0)] = smt.EMPTY
     state[ACCUMULATOR_KEY] = encode_accumulator(accumulator_of(committed_items(
@@ -330,14 +293,18 @@ def evaluate_block(block: Block, tx_ids: Sequence[bytes], checked: Sequence[Tran
     # The validator set of this height (ledger/certificate.py): the previous one unless
     # the block wrote a member.
     if any(key.startswith(_MEMBER_PREFIX) for key in outcome.writes):
-        node_keys = application.validator_node_keys(_Overlay(state, writes))
+        overlay = application.Overlay(state)
+        for key, value in writes.items():
+            overlay.put(key, value)
+        node_keys = application.validator_node_keys(overlay)
         writes.update(validator_set_writes(
             height, node_keys, lambda set_hash: get(validator_set_key(set_hash)) is not None,
             validators_hash_at(state, height - 1)))
     else:
         writes[validators_at_key(height)] = validators_hash_at(state, height - 1)
     # Each new audit entry extends its patient's trail; the tree of heads follows.
-    trail_writes, trails_root = trails.block_writes(_Overlay(state, writes).get, writes)
+    trail_writes, trails_root = trails.block_writes(
+        lambda key: writes[key] if key in writes else get(key), writes)
     writes.update(trail_writes)
     writes[trails.trails_at_key(height)] = (trails_root_at(state, height - 1)
                                             if trails_root is None else trails_root)
